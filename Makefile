@@ -1,0 +1,45 @@
+# The README's commands. Everything installs into .venv from the package registries.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export KERAS_HOME ?= $(CURDIR)/.venv/keras_home
+
+.PHONY: venv install demo test test-fast lint format bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: venv
+
+# A short real search on Fashion-MNIST (offline files: AUTOML_DATA_DIR=../shared/datasets).
+demo: venv
+	AUTOML_DATA_DIR=$${AUTOML_DATA_DIR:-$(CURDIR)/../shared/datasets} $(BIN)/automl search image \
+	  --dataset fashion_mnist --space fcn --tuner random --max-trials 2 --epochs 1 \
+	  --max-samples 6000 --seed 1 --run-dir runs/demo --overwrite
+
+# The whole suite, slow end-to-end tests included.
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: venv
+	$(BIN)/ruff format --check automl_app tests bench
+	$(BIN)/ruff check automl_app tests bench
+
+format: venv
+	$(BIN)/ruff format automl_app tests bench
+	$(BIN)/ruff check --fix automl_app tests bench
+
+bench: venv
+	$(BIN)/python bench/fashion_mnist_budget.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

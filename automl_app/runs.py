@@ -1,0 +1,170 @@
+"""The run directory: manifest, trial table and atomic writes.
+
+Every command writes into one RUN_DIR (layout in DESIGN.md). Files are written to a temporary name
+in the same directory and renamed into place, so a crash never leaves a half-written record.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from automl_app import __version__
+from automl_app.errors import UsageError
+
+MANIFEST = "run.json"
+TRIALS_CSV = "trials.csv"
+TRIALS_JSONL = "trials.jsonl"
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write text to `path` via a temp file + rename (readers see old or new, never half)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
+    """JSON flavour of atomic_write_text (sorted keys, numpy scalars converted)."""
+    return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalar
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_replace_dir(tmp_dir: str | os.PathLike, final_dir: str | os.PathLike) -> Path:
+    """Move a finished directory into place, replacing an older one (old kept until the swap)."""
+    tmp_dir, final_dir = Path(tmp_dir), Path(final_dir)
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if final_dir.exists():
+        old = final_dir.with_name(f".{final_dir.name}.old-{os.getpid()}")
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final_dir
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], first: list[str]) -> Path:
+    """Write rows as CSV atomically; `first` columns lead, the others follow sorted."""
+    rows = list(rows)
+    extra = sorted({k for r in rows for k in r} - set(first))
+    cols = first + extra
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _csv_cell(r.get(k)) for k in cols})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(round(v, 6))
+    return v
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Read a trials.csv back (values stay strings; callers convert what they need)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def versions() -> dict[str, str]:
+    """Versions of the stack that shaped the run (read from metadata, no heavy imports)."""
+    from importlib import metadata
+
+    out = {"automl-app": __version__, "python": platform.python_version()}
+    for dist in (
+        "tensorflow",
+        "keras",
+        "keras-tuner",
+        "autokeras",
+        "tensorflow-datasets",
+        "optuna",
+        "scikit-learn",
+    ):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def prepare_run_dir(run_dir: str | os.PathLike, *, overwrite: bool, resume: bool = False) -> Path:
+    """Create RUN_DIR; an existing non-empty one needs --resume or --overwrite (exit 2 otherwise)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if resume:
+            return run_dir
+        if not overwrite:
+            raise UsageError(
+                f"run directory {str(run_dir)!r} already exists; pass --overwrite to start "
+                "again or --resume to continue it"
+            )
+        shutil.rmtree(run_dir)
+    elif resume and not run_dir.exists():
+        raise UsageError(f"--resume given but run directory {str(run_dir)!r} does not exist")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def start(run_dir: Path, command: str, config: Mapping[str, Any], **fields: Any) -> dict:
+    """Write the first manifest (status 'running') and return it."""
+    manifest = {
+        "command": command,
+        "status": "running",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "argv": sys.argv[1:],
+        "config": dict(config),
+        "versions": versions(),
+        **fields,
+    }
+    atomic_write_json(run_dir / MANIFEST, manifest)
+    return manifest
+
+
+def update(run_dir: Path, **fields: Any) -> dict:
+    """Merge fields into run.json atomically and return the new manifest."""
+    manifest = load_manifest(run_dir)
+    manifest.update(fields)
+    atomic_write_json(Path(run_dir) / MANIFEST, manifest)
+    return manifest
+
+
+def load_manifest(run_dir: str | os.PathLike) -> dict:
+    """Read RUN_DIR/run.json; a missing one is a usage error naming the directory."""
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise UsageError(f"{str(run_dir)!r} is not a run directory (no {MANIFEST})")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,66 @@
+"""Import TensorFlow once, quietly, and only where a command really trains or exports.
+
+TensorFlow prints oneDNN/CUDA/absl lines on import, before its own log level applies; unless the
+user asked for --verbose we silence file descriptor 2 for the import itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from types import ModuleType
+
+_VERBOSE = False
+
+
+def set_verbose(verbose: bool) -> None:
+    """Record the user's --verbose choice before TensorFlow is imported."""
+    global _VERBOSE
+    _VERBOSE = verbose
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+def is_verbose() -> bool:
+    """Whether library output (Keras progress bars, TFDS bars, TF logs) should be shown."""
+    return _VERBOSE
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Point fd 2 at /dev/null for the duration (C++ writes bypass sys.stderr)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real fd 2 (e.g. some test runners)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tf() -> ModuleType:
+    """Return the tensorflow module, imported quietly unless --verbose."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    if _VERBOSE:
+        import tensorflow
+
+        return tensorflow
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_silenced():
+        import tensorflow
+        import keras  # noqa: F401  (its first import also logs)
+    tensorflow.get_logger().setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    return tensorflow

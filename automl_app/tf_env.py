@@ -20,6 +20,11 @@ def set_verbose(verbose: bool) -> None:
     global _VERBOSE
     _VERBOSE = verbose
     if not verbose:
+        import warnings
+
+        # Library warnings (e.g. Keras skipping optimizer variables when KerasTuner reloads the
+        # best checkpoint) are noise for users; --verbose shows them.
+        warnings.filterwarnings("ignore", category=UserWarning)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
@@ -59,8 +64,8 @@ def tf() -> ModuleType:
         return tensorflow
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with _stderr_silenced():
-        import tensorflow
         import keras  # noqa: F401  (its first import also logs)
+        import tensorflow
     tensorflow.get_logger().setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
     return tensorflow

@@ -1,0 +1,207 @@
+"""The `automl` command line: Click options → a config → one workflow call → printed lines.
+
+Nothing here imports TensorFlow; `automl --help` stays fast. User errors print one line and exit 2
+(usage) or 1 (runtime), with a traceback only under --verbose.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from automl_app import __version__
+from automl_app.data.datasets import DEFAULT_DATASET, IMAGE_DATASETS
+from automl_app.errors import AutomlError
+from automl_app.tuning import TUNER_NAMES
+
+
+def _run(fn: Callable[[], Any], verbose: bool) -> Any:
+    """Call a workflow; turn failures into one clear line and the right exit code."""
+    try:
+        return fn()
+    except AutomlError as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted; the run directory keeps what was finished.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug or a library failure: still one line unless --verbose
+        if verbose:
+            traceback.print_exc()
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(
+            f"Error: {type(exc).__name__}: {msg} (rerun with --verbose for the traceback)", err=True
+        )
+        sys.exit(1)
+
+
+def _echo(line: str) -> None:
+    click.echo(line)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="automl")
+def cli() -> None:
+    """Keras-native AutoML: search a model for your data, train baselines, export for serving."""
+
+
+@cli.group()
+def search() -> None:
+    """Search a model with KerasTuner (or AutoKeras) and export the best one."""
+
+
+def _space_names() -> str:
+    from automl_app import spaces
+
+    return ", ".join(spaces.available())
+
+
+@search.command("image")
+@click.option(
+    "--dataset",
+    type=click.Choice(IMAGE_DATASETS),
+    default=None,
+    help=f"Named dataset (TFDS, or the embedded `digits`). [default: {DEFAULT_DATASET}]",
+)
+@click.option(
+    "--space",
+    "space",
+    metavar="NAME|FILE",
+    default=None,
+    help="Search space from search_spaces/ (fcn, cnn) or a YAML path. [default: cnn]",
+)
+@click.option(
+    "--hypermodel",
+    metavar="FILE.py:NAME",
+    default=None,
+    help="Your own KerasTuner build(hp) function or HyperModel instead of --space.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Fix one hyperparameter of the space (repeatable).",
+)
+@click.option("--tuner", type=click.Choice(TUNER_NAMES), default="random", show_default=True)
+@click.option("--max-trials", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Epochs per trial (hyperband: the most epochs a trial gets).",
+)
+@click.option("--objective", default="val_accuracy", show_default=True)
+@click.option(
+    "--max-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use at most N training examples (quick runs).",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0.01, 0.5),
+    default=0.1,
+    show_default=True,
+    help="Share of train carved out (seeded) for validation.",
+)
+@click.option(
+    "--max-failures",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Stop after this many failed trials in a row.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the run is written. [default: runs/<dataset>-<timestamp>]",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option("--verbose", is_flag=True, help="Show library logs, progress bars and tracebacks.")
+def search_image(
+    dataset,
+    space,
+    hypermodel,
+    sets,
+    tuner,
+    max_trials,
+    epochs,
+    objective,
+    max_samples,
+    val_fraction,
+    max_failures,
+    seed,
+    run_dir,
+    overwrite,
+    verbose,
+):
+    """Search an image classifier (KerasTuner) for a named dataset."""
+    from automl_app import spaces, workflows
+    from automl_app.config import DataConfig, SearchConfig, SpaceConfig, TunerConfig
+
+    def go():
+        cfg = SearchConfig(
+            data=DataConfig(
+                dataset=dataset or DEFAULT_DATASET,
+                max_samples=max_samples,
+                val_fraction=val_fraction,
+                seed=seed,
+            ),
+            space=SpaceConfig(space=space, hypermodel=hypermodel, overrides=spaces.parse_set(sets)),
+            tuner=TunerConfig(
+                tuner=tuner,
+                max_trials=max_trials,
+                epochs=epochs,
+                objective=objective,
+                seed=seed,
+                max_failures=max_failures,
+            ),
+            run_dir=run_dir,
+            overwrite=overwrite,
+            verbose=verbose,
+        )
+        return workflows.search(cfg, say=_echo)
+
+    _run(go, verbose)
+
+
+@cli.command("export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(), help="Directory for the SavedModel.")
+@click.option("--verbose", is_flag=True)
+def export_cmd(run_dir, out, verbose):
+    """Re-export a finished run's best model as a SavedModel (checked by reloading)."""
+    from automl_app import workflows
+    from automl_app.tf_env import set_verbose
+
+    set_verbose(verbose)
+    _run(lambda: workflows.export_run(run_dir, out, say=_echo), verbose)
+
+
+@cli.command("spaces")
+def spaces_cmd():
+    """List the shipped search spaces."""
+    from automl_app import spaces
+    from automl_app.resources import find_named_file
+
+    for name in spaces.available():
+        click.echo(f"{name}\t{find_named_file('search_spaces', name)}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="automl")
+
+
+if __name__ == "__main__":
+    main()

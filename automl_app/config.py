@@ -1,0 +1,80 @@
+"""Run configuration: frozen dataclasses built from CLI options (and YAML files), validated early.
+
+Validation here needs no TensorFlow, so bad input fails in well under a second with exit 2.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl_app.errors import UsageError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "digits"
+    data_dir: str | None = None
+    max_samples: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    space: str | None = None  # name in search_spaces/ or a path; None → the model's default
+    hypermodel: str | None = None  # path/to/file.py:build
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TunerConfig:
+    tuner: str = "random"
+    max_trials: int = 10
+    epochs: int = 3
+    objective: str = "val_accuracy"
+    seed: int = 0
+    max_failures: int = 3
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything `automl search image` needs; also the Python API's argument."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
+    run_dir: str | None = None
+    overwrite: bool = False
+    verbose: bool = False
+    task: str = "image"
+
+    def resolved_run_dir(self) -> Path:
+        """--run-dir, or runs/<dataset>-<timestamp>."""
+        if self.run_dir:
+            return Path(self.run_dir)
+        return Path("runs") / f"{self.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate_search(cfg: SearchConfig) -> SearchConfig:
+    """Checks that need no library import; raises UsageError (exit 2)."""
+    from automl_app.tuning import TUNER_NAMES
+
+    if cfg.tuner.max_trials < 1:
+        raise UsageError(f"--max-trials must be >= 1. Received: {cfg.tuner.max_trials}")
+    if cfg.tuner.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1. Received: {cfg.tuner.epochs}")
+    if cfg.tuner.tuner not in TUNER_NAMES:
+        raise UsageError(
+            f"--tuner must be one of {', '.join(TUNER_NAMES)}. Received: {cfg.tuner.tuner!r}"
+        )
+    if cfg.space.space and cfg.space.hypermodel:
+        raise UsageError("--space and --hypermodel are exclusive: pick one")
+    if cfg.data.max_samples is not None and cfg.data.max_samples < 1:
+        raise UsageError(f"--max-samples must be >= 1. Received: {cfg.data.max_samples}")
+    return cfg

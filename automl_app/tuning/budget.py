@@ -1,0 +1,287 @@
+"""`--time-budget DURATION`: parse it, stop the running trial at the deadline, start no trial that
+would not fit, and say why the search stopped.
+
+Three pieces, each usable alone:
+- `parse_duration("1h30m") -> 5400.0` and `Deadline` (wall-clock, so a chief and its workers on one
+  machine agree on it), both free of heavy imports so the CLI can validate at parse time;
+- `deadline_callback(deadline)` (class `DeadlineCallback`), a Keras callback that ends `fit()` at the deadline (built lazily);
+- `BudgetOracleMixin`, applied to any KerasTuner oracle class (`with_budget(cls)`) or instance
+  (`attach_budget(oracle, deadline)`), which refuses new trials once the median finished trial would
+  overrun the deadline and records `stop_reason`: max_trials, time_budget, space_exhausted or
+  consecutive_failures. KerasTuner raises on too many consecutive failures, leaving the last trial
+  unsaved; the mixin instead ends the search cleanly so the caller can report and export.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from automl_app.errors import UsageError
+
+__all__ = [
+    "STOP_REASONS",
+    "BudgetOracleMixin",
+    "Deadline",
+    "attach_budget",
+    "deadline_callback",
+    "parse_duration",
+    "stop_summary",
+    "with_budget",
+]
+
+STOP_REASONS = ("max_trials", "time_budget", "space_exhausted", "consecutive_failures")
+
+_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))")
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Seconds in "90s", "10m", "2h", "1h30m", "1.5h" or a bare number of seconds ("45")."""
+    error = UsageError(f"`--time-budget` must look like 90s, 10m or 2h. Received: {str(text)!r}")
+    if isinstance(text, bool):
+        raise error
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        s = str(text).strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(?:\.\d+)?", s):
+            seconds = float(s)
+        elif s and _DURATION.sub("", s) == "":
+            parts = _DURATION.findall(s)
+            units = [u for _, u in parts]
+            if len(set(units)) != len(units) or units != sorted(units, key="dhms".index):
+                raise error
+            seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+        else:
+            raise error
+    if not seconds > 0 or seconds == float("inf"):
+        raise error
+    return seconds
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A wall-clock instant (time.time()) after which no trial should run."""
+
+    at: float
+    seconds: float = field(default=0.0)
+
+    @classmethod
+    def after(cls, seconds: float | str) -> Deadline:
+        """The deadline `seconds` (or a duration string) from now."""
+        secs = parse_duration(seconds)
+        return cls(at=time.time() + secs, seconds=secs)
+
+    def remaining(self) -> float:
+        return self.at - time.time()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+    def elapsed(self) -> float:
+        return self.seconds - self.remaining()
+
+
+_CALLBACK_CLASS: type | None = None
+
+
+def _callback_class() -> type:
+    """Build the Keras callback class on first use (keeps Keras out of CLI parsing)."""
+    global _CALLBACK_CLASS
+    if _CALLBACK_CLASS is None:
+        from automl_app.tf_env import tf
+
+        tf()
+        import keras
+
+        class DeadlineCallback(keras.callbacks.Callback):
+            """Stop `fit()` once the deadline has passed (checked after each batch and epoch)."""
+
+            def __init__(self, deadline: Deadline) -> None:
+                super().__init__()
+                self.deadline = deadline
+                self.stopped = False
+
+            def _check(self) -> None:
+                if self.deadline.expired():
+                    self.stopped = True
+                    self.model.stop_training = True
+
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                self._check()
+
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                self._check()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                self._check()
+
+        _CALLBACK_CLASS = DeadlineCallback
+    return _CALLBACK_CLASS
+
+
+def deadline_callback(deadline: Deadline) -> Any:
+    """A Keras callback that ends the running trial at `deadline` (pass it to `search()`)."""
+    return _callback_class()(deadline)
+
+
+def __getattr__(name: str) -> Any:
+    # `budget.DeadlineCallback` is the class itself, built on first access.
+    if name == "DeadlineCallback":
+        return _callback_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _synchronized(func: Any) -> Any:
+    """KerasTuner's oracle lock, imported lazily (the same lock its own methods take)."""
+    import keras_tuner
+
+    return keras_tuner.synchronized(func)
+
+
+class BudgetOracleMixin:
+    """Oracle mixin: no new trial past the budget, and a recorded reason for every stop.
+
+    Attributes read by the caller: `stop_reason` (None while the search may go on),
+    `stop_message` (first failed trial's message for consecutive_failures), `deadline`.
+    State is created lazily so the mixin can be attached to an already-built oracle.
+    """
+
+    deadline: Deadline | None = None
+    stop_reason: str | None = None
+    stop_message: str | None = None
+    min_trial_seconds: float | None = None
+
+    def _budget_durations(self) -> dict[str, float]:
+        if "_budget_seconds" not in self.__dict__:
+            self._budget_seconds: dict[str, float] = {}
+            self._budget_started: dict[str, float] = {}
+        return self._budget_seconds
+
+    def expected_trial_seconds(self) -> float | None:
+        """Median duration of the trials finished so far (None before the first one)."""
+        durations = list(self._budget_durations().values())
+        return statistics.median(durations) if durations else None
+
+    def _over_budget(self) -> bool:
+        if self.deadline is None:
+            return False
+        remaining = self.deadline.remaining()
+        expected = self.expected_trial_seconds() or self.min_trial_seconds or 0.0
+        return remaining <= 0.0 or expected > remaining
+
+    def create_trial(self, tuner_id: str) -> Any:
+        from keras_tuner.engine.trial import Trial, TrialStatus
+
+        ongoing = self.ongoing_trials.get(tuner_id)
+        if ongoing is not None:  # a multi-worker replica asking for the trial it already runs
+            return super().create_trial(tuner_id)
+        if self.stop_reason is None and self._over_budget():
+            self.stop_reason = "time_budget"
+        if self.stop_reason is not None:
+            self.tuner_ids.discard(tuner_id)
+            return Trial(self.get_space(), status=TrialStatus.STOPPED)
+        trial = super().create_trial(tuner_id)
+        if trial.status == TrialStatus.STOPPED:
+            full = self.max_trials and len(self.trials) >= self.max_trials
+            self.stop_reason = "max_trials" if full else "space_exhausted"
+        elif trial.status == TrialStatus.RUNNING:
+            self._budget_durations()
+            self._budget_started[trial.trial_id] = time.time()
+        return trial
+
+    def end_trial(self, trial: Any) -> None:
+        started = self.__dict__.get("_budget_started", {}).pop(trial.trial_id, None)
+        super().end_trial(trial)
+        if started is not None:
+            self._budget_durations()[trial.trial_id] = time.time() - started
+
+    def _check_consecutive_failures(self) -> None:
+        from keras_tuner.engine.trial import TrialStatus
+
+        streak: list[str] = []
+        for trial_id in self.end_order:
+            failed = self.trials[trial_id].status == TrialStatus.FAILED
+            streak = streak + [trial_id] if failed else []
+            if self.max_consecutive_failed_trials and len(streak) >= (
+                self.max_consecutive_failed_trials
+            ):
+                self.stop_reason = "consecutive_failures"
+                self.stop_message = self.trials[streak[0]].message
+                return
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        state["budget"] = {
+            "trial_seconds": self._budget_durations(),
+            "stop_reason": self.stop_reason,
+        }
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        super().set_state(state)
+        # Durations of earlier sessions still estimate trial length; the stop reason does not
+        # carry over (a resumed run may have more trials or a new budget).
+        self._budget_durations().update(state.get("budget", {}).get("trial_seconds", {}))
+
+
+_BUDGETED: dict[type, type] = {}
+
+
+def with_budget(oracle_cls: type) -> type:
+    """`oracle_cls` with BudgetOracleMixin in front (cached, so pickling and reuse agree)."""
+    if issubclass(oracle_cls, BudgetOracleMixin):
+        return oracle_cls
+    if oracle_cls not in _BUDGETED:
+        namespace = {
+            "create_trial": _synchronized(BudgetOracleMixin.create_trial),
+            "end_trial": _synchronized(BudgetOracleMixin.end_trial),
+            "__module__": __name__,
+            "__doc__": f"{oracle_cls.__name__} that honours a time budget and records why it stopped.",
+        }
+        _BUDGETED[oracle_cls] = type(
+            f"Budgeted{oracle_cls.__name__}", (BudgetOracleMixin, oracle_cls), namespace
+        )
+    return _BUDGETED[oracle_cls]
+
+
+def attach_budget(
+    oracle: Any, deadline: Deadline | None = None, *, min_trial_seconds: float | None = None
+) -> Any:
+    """Give an existing oracle (e.g. `tuner.oracle` of any KerasTuner tuner) the budget mixin.
+
+    On a worker, `tuner.oracle` is a gRPC client: it is returned unchanged, since the chief's
+    oracle enforces the budget. `min_trial_seconds` is the duration assumed before any trial has
+    finished (default: start the first trial whatever the budget).
+    """
+    import keras_tuner
+
+    if not isinstance(oracle, keras_tuner.Oracle):
+        return oracle
+    oracle.__class__ = with_budget(type(oracle))
+    oracle.deadline = deadline
+    oracle.min_trial_seconds = min_trial_seconds
+    oracle.stop_reason = None
+    oracle.stop_message = None
+    return oracle
+
+
+def stop_summary(oracle: Any) -> dict[str, Any]:
+    """What run.json should say about how the search ended (JSON-ready)."""
+    from keras_tuner.engine.trial import TrialStatus
+
+    trials = list(getattr(oracle, "trials", {}).values())
+    deadline = getattr(oracle, "deadline", None)
+    return {
+        "stop_reason": getattr(oracle, "stop_reason", None),
+        "stop_message": getattr(oracle, "stop_message", None),
+        "trials": len(trials),
+        "completed": sum(t.status == TrialStatus.COMPLETED for t in trials),
+        "failed": sum(t.status == TrialStatus.FAILED for t in trials),
+        "time_budget_s": deadline.seconds if deadline else None,
+        "budget_elapsed_s": round(deadline.elapsed(), 3) if deadline else None,
+    }

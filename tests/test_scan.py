@@ -1,0 +1,234 @@
+"""The scan finds every kind of bad file and no good one; cache, duplicates, summary, CLI."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from automl_app.data import scan
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _image(seed: int, size: tuple[int, int], color: int) -> Image.Image:
+    """A small RGB image dominated by one channel (so classes are learnable), with noise."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    arr = (rng.random((h, w, 3)) * 60).astype(np.uint8)
+    arr[..., color] = 180 + arr[..., color] // 2
+    return Image.fromarray(arr)
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
+    """A valid-looking PNG of a few hundred bytes whose header claims width x height."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def good_encodings(img: Image.Image) -> dict[str, bytes]:
+    """Every encoding training must read: file name → bytes."""
+    frames = [img, img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    gif = io.BytesIO()
+    frames[0].convert("P").save(gif, "GIF", save_all=True, append_images=[frames[1].convert("P")])
+    return {
+        "rgb.jpg": encode(img, "JPEG"),
+        "upper.JPG": encode(img, "JPEG", quality=80),
+        "gray.jpeg": encode(img.convert("L"), "JPEG"),
+        "cmyk.jpg": encode(img.convert("CMYK"), "JPEG"),
+        "rgb.png": encode(img, "PNG"),
+        "palette.Png": encode(img.convert("P"), "PNG"),
+        "rgba.png": encode(img.convert("RGBA"), "PNG"),
+        "gray_alpha.png": encode(img.convert("LA"), "PNG"),
+        "anim.gif": gif.getvalue(),
+        "rgb.bmp": encode(img, "BMP"),
+        "rgb.webp": encode(img, "WEBP"),
+        "rgba.WEBP": encode(img.convert("RGBA"), "WEBP"),
+    }
+
+
+def bad_files(img: Image.Image) -> dict[str, tuple[bytes, str]]:
+    """Every kind of bad file: name → (bytes, expected reason)."""
+    jpeg, png = encode(img, "JPEG"), encode(img, "PNG")
+    return {
+        "empty.jpg": (b"", "empty"),
+        "truncated.jpg": (jpeg[: len(jpeg) // 2], "truncated"),
+        "truncated.png": (png[: len(png) // 2], "truncated"),
+        "text.jpg": (b"this is not an image at all\n" * 4, "not an image"),
+        "tiff_named.png": (encode(img, "TIFF"), "unknown format"),
+        "bomb.png": (bomb_png(), "too large"),
+    }
+
+
+def make_folder(root: Path, *, per_class: int = 12, bad: bool = True, seed: int = 0) -> dict:
+    """DIR/<red|green|blue>/...: varied sizes, every good encoding, bad files in 'red'.
+
+    Returns {"bad": {path: reason}, "good": [paths]}.
+    """
+    classes = ["blue", "green", "red"]
+    expected_bad: dict[str, str] = {}
+    good: list[str] = []
+    for ci, name in enumerate(classes):
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        encodings = list(good_encodings(_image(seed + ci, (40, 30), 2 - ci)).items())
+        for i in range(per_class):
+            img = _image(seed * 1000 + ci * 100 + i, (24 + 5 * (i % 5), 20 + 7 * (i % 3)), 2 - ci)
+            fname, _ = encodings[i % len(encodings)]
+            data = good_encodings(img)[fname]
+            path = d / f"{i:02d}_{fname}"
+            path.write_bytes(data)
+            good.append(str(path))
+    if bad:
+        for fname, (data, reason) in bad_files(_image(99, (40, 30), 0)).items():
+            path = root / "red" / f"bad_{fname}"
+            path.write_bytes(data)
+            expected_bad[str(path)] = reason
+    return {"bad": expected_bad, "good": good, "classes": classes}
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> tuple[Path, dict]:
+    root = tmp_path / "photos"
+    return root, make_folder(root, per_class=12)
+
+
+def test_scan_finds_every_bad_file_and_no_good_one(folder, tmp_path):
+    root, expected = folder
+    (root / "red" / "notes.txt").write_text("a note, not an image")
+    result = scan.scan_folder(root, cache_path=tmp_path / "cache.json")
+    got = {f.path: f.reason for f in result.bad}
+    want = dict(expected["bad"], **{str(root / "red" / "notes.txt"): "not an image"})
+    assert got == want
+    assert {f.path for f in result.good} == set(expected["good"])
+    line = result.summary()
+    assert line.startswith(f"{len(result.files)} files: {len(expected['good'])} good, 7 bad")
+    assert "too large 1" in line and "truncated 2" in line and "not an image 2" in line
+
+
+def test_bomb_is_rejected_from_its_header_without_decoding(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bomb_png())
+    start = time.perf_counter()
+    res = scan.check_file(str(path))
+    assert res.reason == "too large" and time.perf_counter() - start < 5
+    # a normal PNG over a small --max-pixels limit is 'too large' too, and dimensions recorded
+    small = tmp_path / "small.png"
+    small.write_bytes(encode(_image(1, (40, 30), 0), "PNG"))
+    res = scan.check_file(str(small), max_pixels=100)
+    assert (res.reason, res.width, res.height) == ("too large", 40, 30)
+
+
+def test_cache_decodes_only_new_or_changed_files(folder, tmp_path):
+    root, expected = folder
+    cache = tmp_path / "cache.json"
+    first = scan.scan_folder(root, cache_path=cache)
+    assert first.from_cache == 0 and first.decoded == len(first.files)
+    again = scan.scan_folder(root, cache_path=cache)
+    assert again.decoded == 0 and [f.reason for f in again.files] == [f.reason for f in first.files]
+    new = root / "blue" / "new.png"
+    new.write_bytes(encode(_image(7, (33, 33), 2), "PNG"))
+    changed = Path(expected["good"][0])
+    changed.write_bytes(b"")
+    grown = scan.scan_folder(root, cache_path=cache)
+    assert grown.decoded == 2
+    reasons = {f.path: f.reason for f in grown.files}
+    assert reasons[str(new)] is None and reasons[str(changed)] == "empty"
+    # a file rejected under a low limit is decoded again when the limit is raised
+    low = scan.scan_folder(root, cache_path=cache, max_pixels=100)
+    assert all(f.reason is not None for f in low.files)
+    high = scan.scan_folder(root, cache_path=cache, max_pixels=10_000)
+    assert {f.path for f in high.bad} == set(expected["bad"]) | {str(changed)}
+
+
+def test_duplicates_across_classes_and_splits(tmp_path):
+    root = tmp_path / "split"
+    data = encode(_image(3, (30, 30), 1), "PNG")
+    other = encode(_image(4, (30, 30), 0), "PNG")
+    for rel, payload in {
+        "train/cat/a.png": data,
+        "val/cat/a_copy.png": data,  # train/val leak
+        "train/dog/b.png": other,
+        "train/cat/b_again.png": other,  # same split, two classes
+        "train/dog/c.png": encode(_image(5, (30, 30), 2), "PNG"),
+    }.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(payload)
+    result = scan.scan_folder(root, cache_path=tmp_path / "c.json")
+    flags = {
+        tuple(Path(p).name for p in d.paths): (d.cross_class, d.cross_split)
+        for d in result.duplicates
+    }
+    assert flags == {
+        ("a.png", "a_copy.png"): (False, True),
+        ("b_again.png", "b.png"): (True, False),
+    }
+    assert "2 duplicates in 2 groups (1 across classes, 1 across splits)" in result.summary()
+
+
+def test_blacklist_file_format(folder, tmp_path):
+    root, expected = folder
+    result = scan.scan_folder(root, cache_path=tmp_path / "c.json")
+    out = scan.write_blacklist(result, tmp_path / "blacklist.tsv")
+    lines = out.read_text().splitlines()
+    assert dict(line.split("\t") for line in lines) == expected["bad"]
+
+
+def test_cli_scan_images(folder, tmp_path, monkeypatch):
+    from automl_app.cli_images import scan_images_cmd
+
+    root, expected = folder
+    monkeypatch.setenv("AUTOML_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "bl.tsv"
+    res = CliRunner().invoke(scan_images_cmd, [str(root), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    assert len(out.read_text().splitlines()) == len(expected["bad"])
+    assert "6 bad" in res.output and "0 from cache" in res.output
+    res = CliRunner().invoke(scan_images_cmd, [str(root), "--output", str(out)])
+    assert "0 decoded" in res.output
+    res = CliRunner().invoke(scan_images_cmd, [str(tmp_path / "missing")])
+    assert res.exit_code == 1 and "is not a directory" in res.output
+    res = CliRunner().invoke(scan_images_cmd, [str(root), "--max-pixels", "0"])
+    assert res.exit_code == 2 and "--max-pixels must be a positive integer" in res.output
+
+
+def test_scan_images_as_a_subprocess(tmp_path):
+    root = tmp_path / "tiny"
+    make_folder(root, per_class=3, bad=False)
+    (root / "red" / "empty.jpg").write_bytes(b"")
+    env = dict(os.environ, AUTOML_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "automl_app.cli_images", "scan-images", str(root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{root / 'red' / 'empty.jpg'}\tempty\n"
+    assert "10 files: 9 good, 1 bad (empty 1)" in proc.stderr

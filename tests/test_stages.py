@@ -1,0 +1,157 @@
+"""Each pipeline stage, eagerly and inside Dataset.map; the composed pipeline; serving reuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_scan import _image, good_encodings
+
+from automl_app.data import stages
+from automl_app.tf_env import tf
+
+t = tf()
+
+
+def _in_map(fn, value):
+    """Run `fn` inside Dataset.map (graph mode) on one element and return the numpy result."""
+    ds = t.data.Dataset.from_tensors(value).map(fn)
+    return next(iter(ds)).numpy()
+
+
+def _both(fn, value):
+    eager = np.asarray(fn(t.constant(value)))
+    graph = _in_map(fn, t.constant(value))
+    return eager, graph
+
+
+@pytest.mark.parametrize("name", sorted(good_encodings(_image(0, (20, 10), 0))))
+def test_decode_every_encoding_to_rgb_eager_and_in_map(name):
+    img = _image(5, (20, 10), 1)
+    data = good_encodings(img)[name]
+    eager, graph = _both(stages.decode, data)
+    assert eager.shape == graph.shape == (10, 20, 3) and eager.dtype == np.uint8
+    np.testing.assert_array_equal(eager, graph)
+    import io
+
+    ref = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32)
+    tol = 3.0 if "jp" in name.lower() or "webp" in name.lower() else 0.5
+    assert np.abs(eager.astype(np.float32) - ref).mean() < tol
+
+
+def test_read(tmp_path):
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"abc")
+    eager, graph = _both(stages.read, str(path))
+    assert eager == graph == b"abc"
+
+
+@pytest.mark.parametrize("mode, lo, hi", [("0_1", 0.0, 1.0), ("-1_1", -1.0, 1.0)])
+def test_scale(mode, lo, hi):
+    x = np.array([[[0, 255, 128]]], dtype=np.uint8)
+    eager, graph = _both(lambda v: stages.scale(v, mode), x)
+    np.testing.assert_allclose(eager, graph)
+    assert eager.dtype == np.float32 and eager[0, 0, 0] == lo and eager[0, 0, 1] == hi
+    with pytest.raises(
+        ValueError, match="`scale` must be one of 0_1, -1_1. Received: scale='0_255'"
+    ):
+        stages.scale(t.constant(x), "0_255")
+
+
+def test_resize_with_pad_keeps_aspect_and_pads():
+    x = np.ones((10, 40, 3), np.float32)
+    eager, graph = _both(lambda v: stages.resize_with_pad(v, 32), x)
+    np.testing.assert_allclose(eager, graph, atol=1e-6)
+    assert eager.shape == (32, 32, 3)
+    assert eager[0].max() == 0 and eager[-1].max() == 0  # padding rows top and bottom
+    assert np.allclose(eager[16], 1.0, atol=1e-5)  # image rows in the middle
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        stages.Augment(flip=True),
+        stages.Augment(flip=False, rotation=0.1),
+        stages.Augment(flip=False, crop=(0.3, 0.6)),
+        stages.Augment(flip=False, brightness=0.2, contrast=0.3),
+        stages.Augment(flip=False, jpeg_quality=(50, 90)),
+        stages.Augment(True, 0.05, (0.5, 1.0), 0.1, 0.1, (70, 100)),
+    ],
+)
+@pytest.mark.parametrize("mode", ["0_1", "-1_1"])
+def test_augment_each_transform_keeps_shape_and_range(cfg, mode):
+    lo, hi = stages.value_range(mode)
+    rng = np.random.default_rng(0)
+    x = (rng.random((24, 24, 3)) * (hi - lo) + lo).astype(np.float32)
+    fn = stages.make_augment(cfg, mode)
+    eager, graph = _both(fn, x)
+    for out in (eager, graph):
+        assert out.shape == (24, 24, 3) and out.dtype == np.float32
+        assert out.min() >= lo - 1e-4 and out.max() <= hi + 1e-4
+    assert not np.allclose(eager, x) or cfg == stages.Augment(flip=True)
+
+
+def test_flip_and_crop_individually():
+    x = np.arange(4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3)
+    outs = {stages.flip(t.constant(x)).numpy().tobytes() for _ in range(30)}
+    assert outs == {x.tobytes(), x[:, ::-1].tobytes()}
+    assert _in_map(lambda v: stages.crop(v, (0.25, 0.25)), t.constant(x)).shape == (4, 4, 3)
+
+
+def test_batch_prefetch_and_cache(tmp_path):
+    ds = t.data.Dataset.range(5)
+    assert [b.numpy().tolist() for b in stages.prefetch(stages.batch(ds, 2))] == [
+        [0, 1],
+        [2, 3],
+        [4],
+    ]
+    assert stages.cache(ds, None) is ds and stages.cache(ds, "none") is ds
+    cached = stages.cache(ds.map(lambda x: x * 2), str(tmp_path / "c"))
+    assert list(cached.as_numpy_iterator()) == [0, 2, 4, 6, 8]
+    assert list(cached.as_numpy_iterator()) == [0, 2, 4, 6, 8]
+    assert any(p.name.startswith("c") for p in tmp_path.iterdir())
+    assert list(stages.cache(ds, "memory").as_numpy_iterator()) == [0, 1, 2, 3, 4]
+
+
+def _files(tmp_path, n=6):
+    paths, labels = [], []
+    for i in range(n):
+        path = tmp_path / f"{i}.png"
+        _image(i, (20 + 3 * i, 30), i % 3).save(path)
+        paths.append(str(path))
+        labels.append(i % 2)
+    return paths, labels
+
+
+@pytest.mark.parametrize("cache_to", [None, "memory"])
+def test_build_composes_stages(tmp_path, cache_to):
+    paths, labels = _files(tmp_path)
+    ds = stages.build(
+        paths,
+        labels,
+        num_classes=2,
+        image_size=32,
+        mode="-1_1",
+        batch_size=4,
+        training=True,
+        augment=stages.Augment(True, 0.0, (0.5, 1.0), 0.1, 0.1, (70, 100)),
+        cache_to=cache_to,
+        seed=1,
+    )
+    for _ in range(2):  # two epochs
+        batches = list(ds)
+        assert [tuple(x.shape) for x, _ in batches] == [(4, 32, 32, 3), (2, 32, 32, 3)]
+        assert sorted(np.argmax(np.concatenate([y for _, y in batches]), 1)) == sorted(labels)
+    val = stages.build(
+        paths, labels, num_classes=2, image_size=32, mode="0_1", batch_size=4, training=False
+    )
+    x = np.concatenate([b.numpy() for b, _ in val])
+    assert x.min() >= 0 and x.max() <= 1
+
+
+def test_serving_preprocess_matches_training_load(tmp_path):
+    paths, _ = _files(tmp_path, 1)
+    raw = np.asarray(Image.open(paths[0]).convert("RGB"))[None]
+    served = stages.serving_preprocess(48, "-1_1")(t.constant(raw)).numpy()[0]
+    loaded = stages.load(t.constant(paths[0]), size=48, mode="-1_1").numpy()
+    np.testing.assert_allclose(served, loaded, atol=1e-5)

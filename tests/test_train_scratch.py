@@ -1,0 +1,222 @@
+"""train-scratch: recipe loading and overrides, then a real 1-epoch run at 32 px, resume, export."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from test_scan import make_folder
+
+from automl_app.errors import ConfigError, DataError, UsageError
+from automl_app.training import scratch
+
+TINY = ["--image-size", "32", "--alpha", "0.35", "--batch-size", "8", "--epochs", "1"]
+
+
+def test_recipes_resolve_by_name_and_path():
+    full = scratch.load_config("mobilenetv2_scratch")
+    assert (full.image_size, full.batch_size, full.optimizer, full.nesterov) == (
+        224,
+        192,
+        "sgd",
+        True,
+    )
+    assert (full.lr_per_256, full.warmup_epochs, full.schedule) == (0.045, 5.0, "cosine")
+    assert (full.label_smoothing, full.weight_decay, full.jpeg_quality) == (0.1, 4e-5, (70, 100))
+    assert full.lr == pytest.approx(0.045 * 192 / 256)
+    fast = scratch.load_config(str(scratch.resolve_recipe("mobilenetv2_scratch_fast")))
+    assert fast.image_size == 96 and fast.optimizer == "sgd"
+    for name in ("mobilenetv2_scratch", "mobilenetv2_scratch_fast"):
+        header = scratch.resolve_recipe(name).read_text().splitlines()[:6]
+        assert any(f"--recipe {name}" in line for line in header)
+
+
+def test_flags_override_recipe_values():
+    cfg = scratch.load_config(
+        "mobilenetv2_scratch", {"batch_size": 64, "lr_per_256": 0.1, "epochs": None}
+    )
+    assert cfg.batch_size == 64 and cfg.epochs == 150 and cfg.lr == pytest.approx(0.025)
+
+
+def test_bad_values_name_their_origin(tmp_path):
+    with pytest.raises(UsageError, match="--recipe 'nope' is neither a file nor a recipe name"):
+        scratch.load_config("nope")
+    with pytest.raises(UsageError, match=r"--momentum must be in \[0, 1\). Received: 1.5"):
+        scratch.load_config("mobilenetv2_scratch", {"momentum": 1.5})
+    bad_key = tmp_path / "r.yaml"
+    bad_key.write_text("train:\n  lr: 0.1\n")
+    with pytest.raises(
+        ConfigError, match=r"r.yaml: unknown key train.lr; allowed in train: batch_size"
+    ):
+        scratch.load_config(str(bad_key))
+    bad_value = tmp_path / "v.yaml"
+    bad_value.write_text("train:\n  schedule: cosin\n")
+    with pytest.raises(ConfigError, match=r"v.yaml: train.schedule must be one of cosine, step"):
+        scratch.load_config(str(bad_value))
+    bad_section = tmp_path / "s.yaml"
+    bad_section.write_text("optim: {}\n")
+    with pytest.raises(ConfigError, match="unknown section 'optim'"):
+        scratch.load_config(str(bad_section))
+
+
+def test_cli_usage_errors_exit_2(tmp_path):
+    from automl_app.cli_images import train_scratch_cmd
+
+    runner = CliRunner()
+    res = runner.invoke(train_scratch_cmd, ["resnet", "--data-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "'resnet' is not" in res.output
+    res = runner.invoke(
+        train_scratch_cmd, ["mobilenetv2", "--data-dir", str(tmp_path), "--lr", "-1"]
+    )
+    assert res.exit_code == 2 and "--lr must be > 0. Received: -1.0" in res.output
+    res = runner.invoke(train_scratch_cmd, ["mobilenetv2", "--data-dir", str(tmp_path / "none")])
+    assert res.exit_code == 1 and "is not a directory" in res.output
+    res = runner.invoke(train_scratch_cmd, ["mobilenetv2", "--help"])
+    for flag in (
+        "--recipe",
+        "--nesterov / --no-nesterov",
+        "--mixed-precision",
+        "--resume",
+        "--max-samples",
+    ):
+        assert flag in res.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One real 1-epoch run at 32 px through the CLI command, on a folder with bad files."""
+    from automl_app.cli_images import train_scratch_cmd
+
+    base = tmp_path_factory.mktemp("scratch")
+    data = base / "photos"
+    made = make_folder(data, per_class=10)
+    run_dir = base / "run"
+    os.environ["AUTOML_CACHE_DIR"] = str(base / "cache")
+    try:
+        res = CliRunner().invoke(
+            train_scratch_cmd,
+            [
+                "mobilenetv2",
+                "--data-dir",
+                str(data),
+                "--recipe",
+                "mobilenetv2_scratch_fast",
+                "--run-dir",
+                str(run_dir),
+                *TINY,
+            ],
+        )
+    finally:
+        os.environ.pop("AUTOML_CACHE_DIR", None)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return {
+        "data": data,
+        "run": run_dir,
+        "made": made,
+        "output": res.output,
+        "cache": base / "cache",
+    }
+
+
+@pytest.mark.slow
+def test_one_epoch_run_writes_the_run_directory(trained):
+    run = trained["run"]
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "completed" and manifest["scale"] == "-1_1"
+    assert manifest["config"]["image_size"] == 32 and manifest["config"]["epochs"] == 1
+    assert {b["path"]: b["reason"] for b in manifest["blacklisted"]} == trained["made"]["bad"]
+    assert manifest["data"]["classes"] == ["blue", "green", "red"]
+    assert len(manifest["history"]["loss"]) == 1
+    assert (run / "report" / "classification_report.txt").is_file()
+    assert json.loads((run / "best" / "labels.json").read_text()) == ["blue", "green", "red"]
+    card = json.loads((run / "best" / "model_card.json").read_text())
+    assert card["preprocessing"]["scale"] == "-1_1" and card["preprocessing"]["image_size"] == 32
+    assert (run / "checkpoints" / "last.keras").is_file()
+    assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert "epoch 1/1" in trained["output"] and "accuracy" in trained["output"]
+
+
+@pytest.mark.slow
+def test_export_serves_raw_images_of_any_size(trained):
+    import keras
+
+    from automl_app.data import stages
+    from automl_app.tf_env import tf
+
+    t = tf()
+    best = trained["run"] / "best"
+    served = t.saved_model.load(str(best / "saved_model"))
+    model = keras.models.load_model(best / "model.keras")
+    rng = np.random.default_rng(0)
+    for h, w in [(17, 40), (32, 32), (90, 61)]:
+        raw = rng.integers(0, 256, (3, h, w, 3), dtype=np.uint8)
+        got = served.serve(t.constant(raw)).numpy()
+        want = model(stages.serving_preprocess(32, "-1_1")(t.constant(raw)), training=False).numpy()
+        assert got.shape == (3, 3)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_epoch(trained):
+    from automl_app import workflows_images
+
+    run = trained["run"]
+    with pytest.raises(UsageError, match="pass --overwrite to start again or --resume"):
+        workflows_images.train_scratch("mobilenetv2", trained["data"], run_dir=run)
+    lines: list[str] = []
+    manifest = workflows_images.train_scratch(
+        "mobilenetv2",
+        trained["data"],
+        recipe="mobilenetv2_scratch_fast",
+        overrides={"image_size": 32, "alpha": 0.35, "batch_size": 8, "epochs": 2},
+        run_dir=run,
+        resume=True,
+        scan_cache=trained["cache"] / "resume.json",
+        log=lines.append,
+    )
+    assert manifest["resumed_from_epoch"] == 1 and manifest["status"] == "completed"
+    assert len(manifest["history"]["loss"]) == 1  # only epoch 2 ran
+    assert any(line.startswith("resuming from epoch 1") for line in lines)
+    assert any(line.startswith("epoch 2/2") for line in lines)
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state == {"epoch": 2}
+
+
+@pytest.mark.slow
+def test_a_file_that_breaks_after_the_scan_is_named(tmp_path):
+    from automl_app import workflows_images
+
+    data = tmp_path / "photos"
+    made = make_folder(data, per_class=4, bad=False)
+    cache = tmp_path / "scan.json"
+    from automl_app.data import scan
+
+    scan.scan_folder(data, cache_path=cache)
+    victim = Path(made["good"][0])
+    st = victim.stat()
+    victim.write_bytes(b"X" * st.st_size)  # same size, same mtime: the cache still says good
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(DataError, match=f"{victim}: the decoder failed during training"):
+        workflows_images.train_scratch(
+            "mobilenetv2",
+            data,
+            recipe="mobilenetv2_scratch_fast",
+            overrides={
+                "image_size": 32,
+                "alpha": 0.35,
+                "batch_size": 32,
+                "epochs": 1,
+                "val_fraction": 0.0,
+                "test_fraction": 0.0,
+            },
+            run_dir=tmp_path / "run",
+            scan_cache=cache,
+            log=lambda _: None,
+        )
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert manifest["status"] == "failed" and str(victim) in manifest["error"]

@@ -101,13 +101,17 @@ def rotate(layer: Any, image: Any) -> Any:
 
 
 def crop(image: Any, area: tuple[float, float]) -> Any:
-    """Random square crop keeping `area` of the image, resized back (zoom-in augmentation)."""
+    """Random square crop keeping `area` of the image, resized back (zoom-in augmentation).
+
+    One crop_and_resize op (box in relative coordinates) instead of crop + resize.
+    """
     t = tf()
-    size = t.shape(image)[0]
-    frac = t.sqrt(t.random.uniform([], area[0], area[1]))
-    side = t.maximum(t.cast(t.cast(size, t.float32) * frac, t.int32), 1)
-    patch = t.image.random_crop(image, t.stack([side, side, 3]))
-    return t.image.resize(patch, t.stack([size, size]))
+    side = t.sqrt(t.random.uniform([], area[0], area[1]))
+    y0, x0 = t.unstack(t.random.uniform([2], 0.0, 1.0) * (1.0 - side))
+    box = t.reshape(t.stack([y0, x0, y0 + side, x0 + side]), [1, 4])
+    size = t.shape(image)[:2]
+    out = t.image.crop_and_resize(image[None], box, t.zeros([1], t.int32), size)
+    return t.reshape(out, t.shape(image))
 
 
 def brightness_contrast(image: Any, brightness: float, contrast: float, mode: str) -> Any:
@@ -198,18 +202,25 @@ def build(
     if training and not cached:
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
 
-    def load_one(path, label):
+    fn = make_augment(augment, mode) if training and augment and augment.active else None
+    order = {"num_parallel_calls": auto, "deterministic": not training}
+
+    def decoded(path, label):
         return load(path, size=image_size, mode=mode), label
 
-    ds = ds.map(load_one, num_parallel_calls=auto, deterministic=not training)
-    ds = cache(ds, cache_to)
-    if training and cached:
-        ds = ds.shuffle(max(min(n, shuffle_buffer), 1), seed=seed, reshuffle_each_iteration=True)
-    if training and augment is not None and augment.active:
-        fn = make_augment(augment, mode)
-        ds = ds.map(lambda x, y: (fn(x), y), num_parallel_calls=auto, deterministic=False)
-    if one_hot:
-        ds = ds.map(lambda x, y: (x, t.one_hot(y, num_classes)), num_parallel_calls=auto)
+    def finish(x, label):
+        x = fn(x) if fn is not None else x
+        return x, (t.one_hot(label, num_classes) if one_hot else label)
+
+    if cached:  # decode once, then shuffle and augment the cached tensors every epoch
+        ds = cache(ds.map(decoded, **order), cache_to)
+        if training:
+            ds = ds.shuffle(
+                max(min(n, shuffle_buffer), 1), seed=seed, reshuffle_each_iteration=True
+            )
+        ds = ds.map(finish, **order)
+    else:  # one fused map: each extra Dataset.map costs per-element overhead
+        ds = ds.map(lambda path, label: finish(*decoded(path, label)), **order)
     return prefetch(batch(ds, batch_size))
 
 

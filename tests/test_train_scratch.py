@@ -220,3 +220,18 @@ def test_a_file_that_breaks_after_the_scan_is_named(tmp_path):
         )
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["status"] == "failed" and str(victim) in manifest["error"]
+
+
+def test_importing_and_help_do_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from click.testing import CliRunner; "
+        "from automl_app import cli_images, workflows_images; "
+        "r = CliRunner().invoke(cli_images.train_scratch_cmd, ['--help']); assert r.exit_code == 0; "
+        "r = CliRunner().invoke(cli_images.scan_images_cmd, ['--help']); assert r.exit_code == 0; "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,204 @@
+"""Time budget: durations, the deadline callback, and why a search stopped (every oracle kind)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from automl_app.errors import UsageError
+from automl_app.tuning import budget
+from automl_app.tuning.budget import Deadline, attach_budget, parse_duration, stop_summary
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400), ("45", 45), ("1.5h", 5400), (3, 3)],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["10x", "", "0", "-5s", "m10", "30s1m", "1h1h", "inf"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(UsageError) as err:
+        parse_duration(text)
+    assert str(err.value) == f"`--time-budget` must look like 90s, 10m or 2h. Received: {text!r}"
+
+
+def test_budget_module_stays_light():
+    # The CLI validates --time-budget while parsing, before TensorFlow may be imported.
+    code = "import sys; from automl_app.tuning import budget; print('keras' in sys.modules)"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_deadline():
+    d = Deadline.after("2s")
+    assert 1.5 < d.remaining() <= 2 and not d.expired() and d.seconds == 2
+    assert Deadline(at=time.time() - 1).expired()
+
+
+kt = pytest.importorskip("keras_tuner")
+keras = pytest.importorskip("keras")
+
+
+class SleepyModel(kt.HyperModel):
+    """A stand-in for training: each epoch sleeps, callbacks run as in `fit()`."""
+
+    def __init__(self, epoch_s=0.05, fail=False):
+        super().__init__()
+        self.epoch_s, self.fail = epoch_s, fail
+
+    def build(self, hp):
+        hp.Int("units", 1, 64)
+        inputs = keras.Input((1,))
+        return keras.Model(inputs, keras.layers.Dense(1)(inputs))
+
+    def fit(self, hp, model, *args, callbacks=None, epochs=3, **kwargs):
+        if self.fail:
+            raise kt.errors.FailedTrialError(f"units={hp['units']} is broken")
+        model.stop_training = False
+        cbs = keras.callbacks.CallbackList(callbacks, model=model)
+        cbs.on_train_begin()
+        for epoch in range(kwargs.get("initial_epoch", 0), epochs):
+            cbs.on_epoch_begin(epoch)
+            time.sleep(self.epoch_s)
+            cbs.on_train_batch_end(0)
+            cbs.on_epoch_end(epoch, {"val_loss": 1.0 / (epoch + 1) + hp["units"] / 100})
+            if model.stop_training:
+                break
+        cbs.on_train_end()
+        return {"val_loss": 1.0 / (epoch + 1) + hp["units"] / 100}
+
+
+class FastTuner(kt.Tuner):
+    def _try_build(self, hp):  # skip KerasTuner's per-trial gc.collect() (slow on a busy CPU)
+        return self._build_hypermodel(hp)
+
+
+def _oracle(kind, max_trials):
+    from automl_app.tuning.tpe import TPEOracle
+
+    classes = {
+        "random": kt.oracles.RandomSearchOracle,
+        "grid": kt.oracles.GridSearchOracle,
+        "bayesian": kt.oracles.BayesianOptimizationOracle,
+        "tpe": TPEOracle,
+    }
+    return budget.with_budget(classes[kind])(objective="val_loss", max_trials=max_trials, seed=1)
+
+
+def _tuner(oracle, tmp_path, name, model=None):
+    model = model or SleepyModel()
+    return FastTuner(oracle=oracle, hypermodel=model, directory=str(tmp_path), project_name=name)
+
+
+@pytest.mark.parametrize("kind", ["random", "grid", "bayesian", "tpe"])
+def test_time_budget_stops_the_search(tmp_path, kind):
+    oracle = _oracle(kind, max_trials=200)
+    oracle.deadline = deadline = Deadline.after(1.5)
+    tuner = _tuner(oracle, tmp_path, kind)
+    start = time.time()
+    tuner.search(epochs=3, callbacks=[budget.deadline_callback(deadline)], verbose=0)
+    took = time.time() - start
+    assert oracle.stop_reason == "time_budget"
+    assert 1 <= len(oracle.trials) < 200
+    trial_s = oracle.expected_trial_seconds()
+    assert took <= 1.5 + trial_s + 0.5  # no trial started that could not finish in time
+    summary = stop_summary(oracle)
+    assert summary["stop_reason"] == "time_budget" and summary["time_budget_s"] == 1.5
+    assert summary["completed"] == len(oracle.trials)
+
+
+def test_deadline_callback_stops_the_running_trial(tmp_path):
+    oracle = _oracle("random", max_trials=5)
+    oracle.deadline = deadline = Deadline.after(0.5)
+    tuner = _tuner(oracle, tmp_path, "cut", SleepyModel(epoch_s=0.05))
+    start = time.time()
+    tuner.search(epochs=200, callbacks=[budget.deadline_callback(deadline)], verbose=0)
+    assert time.time() - start < 3  # 200 epochs would take 10 s
+    assert oracle.stop_reason == "time_budget" and len(oracle.trials) == 1
+    assert oracle.trials["0"].status == "COMPLETED"  # its best epoch still counts
+    assert isinstance(budget.deadline_callback(deadline), budget.DeadlineCallback)
+
+
+def test_max_trials_and_space_exhausted(tmp_path):
+    oracle = _oracle("random", max_trials=3)
+    _tuner(oracle, tmp_path, "max").search(epochs=1, verbose=0)
+    assert oracle.stop_reason == "max_trials" and len(oracle.trials) == 3
+
+    grid = _oracle("grid", max_trials=50)
+    model = SleepyModel(epoch_s=0)
+    model.build = lambda hp: (hp.Choice("units", [1, 2]), SleepyModel.build(model, hp))[1]
+    _tuner(grid, tmp_path, "grid", model).search(epochs=1, verbose=0)
+    assert grid.stop_reason == "space_exhausted" and len(grid.trials) == 2
+
+
+def test_consecutive_failures_end_the_search_cleanly(tmp_path):
+    oracle = _oracle("random", max_trials=10)
+    tuner = _tuner(oracle, tmp_path, "fail", SleepyModel(fail=True))
+    tuner.search(epochs=1, verbose=0)  # KerasTuner alone would raise RuntimeError here
+    assert oracle.stop_reason == "consecutive_failures"
+    assert "is broken" in oracle.stop_message
+    assert [t.status for t in oracle.trials.values()] == ["FAILED"] * 3
+    reloaded = _oracle("random", max_trials=10)
+    _tuner(reloaded, tmp_path, "fail", SleepyModel(fail=True))  # every trial file was saved
+    assert [t.status for t in reloaded.trials.values()] == ["FAILED"] * 3
+
+
+def test_attach_budget_to_hyperband_tuner(tmp_path):
+    tuner = kt.Hyperband(
+        hypermodel=SleepyModel(),
+        objective="val_loss",
+        max_epochs=9,
+        factor=3,
+        directory=str(tmp_path),
+        project_name="hb",
+    )
+    deadline = Deadline.after(1.0)
+    oracle = attach_budget(tuner.oracle, deadline)
+    assert oracle is tuner.oracle and type(oracle).__name__ == "BudgetedHyperbandOracle"
+    tuner.search(callbacks=[budget.deadline_callback(deadline)], verbose=0)
+    assert oracle.stop_reason == "time_budget"
+    assert attach_budget(object(), deadline) is not None  # a worker's gRPC client is left alone
+
+
+@pytest.mark.slow
+def test_budget_with_real_training(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype("float32")
+    y = (x.sum(axis=1) > 0).astype("int32")
+
+    def build(hp):
+        model = keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(hp.Int("units", 2, 16), activation="relu"),
+                keras.layers.Dense(2, activation="softmax"),
+            ]
+        )
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+
+    oracle = budget.with_budget(kt.oracles.RandomSearchOracle)(
+        objective="val_loss", max_trials=100, seed=0
+    )
+    oracle.deadline = deadline = Deadline.after(4)
+    tuner = kt.Tuner(oracle=oracle, hypermodel=build, directory=str(tmp_path), project_name="r")
+    tuner.search(
+        x,
+        y,
+        validation_split=0.25,
+        epochs=1000,
+        batch_size=16,
+        verbose=0,
+        callbacks=[budget.deadline_callback(deadline)],
+    )
+    assert oracle.stop_reason == "time_budget"
+    best = tuner.get_best_models(1)[0]
+    assert best.predict(x[:3], verbose=0).shape == (3, 2)

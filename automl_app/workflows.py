@@ -40,6 +40,10 @@ def search(cfg: SearchConfig, say: Say = print) -> dict[str, Any]:
             known=models.known(),
             overrides=cfg.space.overrides,
         )
+    from automl_app.data import datasets
+
+    if cfg.data.dataset in datasets.RAW_FILES:
+        datasets.precheck_offline(cfg.data.dataset)  # before any directory is written
     run_dir = runs.prepare_run_dir(cfg.resolved_run_dir(), overwrite=cfg.overwrite)
     t_start = time.perf_counter()
     runs.start(

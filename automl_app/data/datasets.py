@@ -161,19 +161,23 @@ def _digits(seed: int):
 
 
 def precheck_offline(name: str) -> None:
-    """Fail before importing TensorFlow when the raw files are known to be missing."""
+    """Fail before importing TensorFlow when the raw files are missing and there is no network."""
     root = Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
     if name not in RAW_FILES or list(root.glob(f"{name}/*/dataset_info.json")):
         return
     mdir = manual_dir(name)
+    missing = [f for f in RAW_FILES[name] if mdir is None or not (mdir / f).is_file()]
+    if not missing or _online(["https://storage.googleapis.com/"]):
+        return
     if mdir is None:
-        return  # maybe online: tfds_builder checks the network
-    missing = [f for f in RAW_FILES[name] if not (mdir / f).is_file()]
-    if missing and not _online(["https://storage.googleapis.com/"]):
         raise DataError(
-            f"dataset {name!r} is not prepared and its raw files are missing from {mdir}: put "
-            f"{', '.join(missing)} there, or go online"
+            f"dataset {name!r} is not prepared, there is no network, and {DATA_DIR_ENV} is not "
+            f"set: put {', '.join(missing)} in $AUTOML_DATA_DIR/{name}/ and set {DATA_DIR_ENV}"
         )
+    raise DataError(
+        f"dataset {name!r} is not prepared and its raw files are missing from {mdir}: put "
+        f"{', '.join(missing)} there, or go online"
+    )
 
 
 def manual_dir(name: str) -> Path | None:

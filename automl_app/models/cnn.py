@@ -27,7 +27,7 @@ def build(v: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
                 x = keras.layers.BatchNormalization()(x)
             x = keras.layers.Activation("relu")(x)
         if size >= 4:
-            x = pool()(x)
+            x = pool(pool_size=2)(x)
             size //= 2
     x = keras.layers.GlobalAveragePooling2D()(x) if size > 7 else keras.layers.Flatten()(x)
     if v["dropout_rate"]:

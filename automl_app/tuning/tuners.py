@@ -47,7 +47,6 @@ class TrialStats(keras.callbacks.Callback):
         return TrialStats(self.store)
 
     def on_train_begin(self, logs=None):
-        self.store["params"] = int(self.model.count_params())
         self.store.setdefault("epoch_seconds", [])
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -55,6 +54,7 @@ class TrialStats(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.store["epoch_seconds"].append(time.perf_counter() - self._t0)
+        self.store["params"] = int(self.model.count_params())  # built by now, even Sequential
 
 
 class RecordingMixin:
@@ -120,7 +120,7 @@ class RecordingMixin:
         score = "—" if trial.score is None else f"{trial.score:.4f}"
         best_txt = "—" if best is None else f"{best:.4f}"
         line = (
-            f"trial {n}{total} [{status}] {describe(trial.hyperparameters.values)} | "
+            f"trial {trial.trial_id} ({n}{total}) [{status}] {describe(trial.hyperparameters.values)} | "
             f"{obj.name}={score} | {seconds:.1f}s | best {best_txt}"
         )
         if error:
@@ -202,6 +202,11 @@ def make_tuner(
     overwrite: bool = False,
 ) -> kt.engine.tuner.Tuner:
     """A KerasTuner tuner over `hypermodel` whose project lives in RUN_DIR/tuner."""
+    from keras_tuner.src import config as kt_config
+
+    from automl_app.tf_env import is_verbose
+
+    kt_config.DEBUG = is_verbose()  # KerasTuner prints every failed trial's traceback otherwise
     if name not in TUNERS:
         raise UsageError(f"--tuner must be one of {', '.join(TUNERS)}. Received: {name!r}")
     common = dict(

@@ -1,0 +1,104 @@
+"""Each hypermodel builds from its space's defaults and trains; user hypermodels work unchanged."""
+
+from __future__ import annotations
+
+import textwrap
+
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from automl_app import models, spaces
+from automl_app.models.hypermodel import SpaceHyperModel, UserHyperModel, load_user_hypermodel
+
+
+@pytest.mark.parametrize("name", ["fcn", "cnn"])
+@pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3)])
+def test_builds_from_space_defaults(name, shape):
+    space = spaces.load(name, known=models.known())
+    hm = SpaceHyperModel(space, shape, 10, seed=0)
+    model = hm.build(kt.HyperParameters())
+    out = model(np.zeros((2, *shape), dtype="float32"))
+    assert tuple(out.shape) == (2, 10)
+    np.testing.assert_allclose(np.asarray(out).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_fit_batches_uint8_datasets_with_trial_batch_size():
+    import tensorflow as tf
+
+    space = spaces.load("cnn", known=models.known(), overrides={"batch_size": 16})
+    hm = SpaceHyperModel(space, (8, 8, 1), 3, seed=0)
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    x = np.random.default_rng(0).integers(0, 255, (40, 8, 8, 1), dtype=np.uint8)
+    y = np.arange(40) % 3
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    hist = hm.fit(hp, model, ds, validation_data=ds, epochs=1, verbose=0)
+    assert hist.params["steps"] == 3  # 40 examples / batch 16
+    assert "val_accuracy" in hist.history
+
+
+def test_sgd_momentum_condition_builds():
+    space = spaces.load("cnn", known=models.known(), overrides={"optimizer": "sgd"})
+    model = SpaceHyperModel(space, (8, 8, 1), 10).build(kt.HyperParameters())
+    assert type(model.optimizer).__name__ == "SGD"
+    assert float(model.optimizer.momentum) == pytest.approx(0.9)
+
+
+GUIDE = """
+import keras
+from keras import layers
+import keras_tuner
+
+
+def build_model(hp):
+    model = keras.Sequential()
+    model.add(layers.Flatten())
+    model.add(layers.Dense(units=hp.Int("units", min_value=32, max_value=512, step=32),
+                           activation=hp.Choice("activation", ["relu", "tanh"])))
+    if hp.Boolean("dropout"):
+        model.add(layers.Dropout(rate=0.25))
+    model.add(layers.Dense(10, activation="softmax"))
+    learning_rate = hp.Float("lr", min_value=1e-4, max_value=1e-2, sampling="log")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class MyHyperModel(keras_tuner.HyperModel):
+    def build(self, hp):
+        model = keras.Sequential([layers.Flatten(), layers.Dense(10, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        return model
+
+    def fit(self, hp, model, *args, **kwargs):
+        return model.fit(*args, batch_size=hp.Choice("batch_size", [16, 32]), **kwargs)
+"""
+
+
+@pytest.mark.parametrize("attr", ["build_model", "MyHyperModel"])
+def test_user_hypermodel_from_the_keras_io_guide(tmp_path, attr):
+    path = tmp_path / "mine.py"
+    path.write_text(textwrap.dedent(GUIDE))
+    inner = load_user_hypermodel(f"{path}:{attr}")
+    hm = UserHyperModel(inner, num_classes=10)
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    x = np.random.default_rng(0).random((32, 8, 8)).astype("float32")
+    y = np.arange(32) % 10
+    hist = hm.fit(hp, model, x, y, validation_data=(x, y), epochs=1, verbose=0)
+    assert "val_accuracy" in hist.history
+
+
+def test_user_hypermodel_reference_errors(tmp_path):
+    from automl_app.errors import UsageError
+
+    path = tmp_path / "mine.py"
+    path.write_text("def build(hp):\n    return None\n")
+    with pytest.raises(UsageError, match="path/to/file.py:build"):
+        load_user_hypermodel(str(path))
+    with pytest.raises(UsageError, match="defines no 'nope'"):
+        load_user_hypermodel(f"{path}:nope")
+    with pytest.raises(UsageError, match="not found"):
+        load_user_hypermodel(f"{tmp_path / 'missing.py'}:build")

@@ -1,0 +1,142 @@
+"""Search-space files: every type, conditions, overrides and the errors users will hit."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+import pytest
+
+from automl_app import models, spaces
+from automl_app.errors import ConfigError, UsageError
+
+KNOWN = models.known()
+
+
+def _space(hps: dict, model: str = "fcn"):
+    return spaces.parse({"model": model, "hyperparameters": hps}, source="t.yaml", known=KNOWN)
+
+
+def test_shipped_spaces_load_and_declare():
+    assert {"fcn", "cnn"} <= set(spaces.available())
+    for name in ("fcn", "cnn"):
+        space = spaces.load(name, known=KNOWN)
+        hp = space.to_hyperparameters()
+        assert set(hp.values) <= set(space.names)
+        assert space.model == name
+
+
+def test_fcn_space_is_the_classic_one():
+    space = spaces.load("fcn", known=KNOWN)
+    hp = space.to_hyperparameters()
+    by = {p.name: p for p in hp.space}
+    assert by["batch_size"].values == [16, 32, 64, 128]
+    assert (by["learning_rate"].min_value, by["learning_rate"].max_value) == (1e-4, 1.0)
+    assert by["learning_rate"].sampling == "log"
+    assert (by["dropout_rate"].min_value, by["dropout_rate"].max_value) == (0.05, 0.5)
+    assert by["dropout_rate"].step == 0.05
+    assert by["activation"].values == ["relu", "selu", "tanh"]
+    assert (by["num_layers"].min_value, by["num_layers"].max_value, by["num_layers"].step) == (
+        2,
+        16,
+        2,
+    )
+    assert by["layer_size"].values == [512, 768, 1024, 1536]
+    assert by["optimizer"].values == ["adam", "adamax", "nadam", "rmsprop"]
+
+
+def test_every_type_maps_to_keras_tuner():
+    space = _space(
+        {
+            "optimizer": {"type": "choice", "values": ["adam", "sgd"], "default": "sgd"},
+            "num_layers": {"type": "int", "min": 2, "max": 8, "step": 2},
+            "learning_rate": {"type": "float", "min": 1e-4, "max": 1e-1, "sampling": "log"},
+            "dropout_rate": {"type": "float", "min": 0.0, "max": 0.5, "step": 0.1},
+            "layer_size": {"type": "fixed", "value": 64},
+            "batch_size": {"type": "choice", "values": [8, 16]},
+        }
+    )
+    hp = space.to_hyperparameters()
+    kinds = {p.name: type(p).__name__ for p in hp.space}
+    assert kinds == {
+        "optimizer": "Choice",
+        "num_layers": "Int",
+        "learning_rate": "Float",
+        "dropout_rate": "Float",
+        "layer_size": "Fixed",
+        "batch_size": "Choice",
+    }
+    assert hp.values["optimizer"] == "sgd"
+    assert hp.values["layer_size"] == 64
+
+    cnn = _space({"batch_norm": {"type": "boolean", "default": True}}, model="cnn")
+    assert type(cnn.to_hyperparameters().space[0]).__name__ == "Boolean"
+
+
+def test_conditions_activate_children_only_for_their_parent_values():
+    space = _space(
+        {
+            "optimizer": {"type": "choice", "values": ["adam", "sgd"]},
+            "momentum": {"type": "float", "min": 0.5, "max": 0.9, "when": {"optimizer": ["sgd"]}},
+        }
+    )
+    hp = kt.HyperParameters()
+    values = space.declare(hp)
+    assert values["optimizer"] == "adam" and "momentum" not in values
+    assert not hp.is_active("momentum")
+    hp.values["optimizer"] = "sgd"  # what an oracle does when it proposes sgd
+    hp.values["momentum"] = 0.7
+    assert hp.is_active("momentum")
+    assert space.declare(hp)["momentum"] == 0.7
+
+
+@pytest.mark.parametrize(
+    "hps, fragment",
+    [
+        ({"learning_rate": {"type": "float", "min": 1.0, "max": 0.1}}, "empty range"),
+        ({"layer_size": {"type": "choice", "values": []}}, "non-empty list"),
+        ({"layer_size": {"type": "choice", "values": [1], "stepp": 2}}, "unknown key 'stepp'"),
+        ({"layer_size": {"type": "range", "min": 1, "max": 2}}, "type must be one of"),
+        ({"colour": {"type": "choice", "values": ["red"]}}, "never reads 'colour'"),
+        (
+            {"learning_rate": {"type": "float", "min": 0.0, "max": 1.0, "sampling": "log"}},
+            "needs min > 0",
+        ),
+        (
+            {"momentum": {"type": "float", "min": 0.1, "max": 0.9, "when": {"optimiser": ["sgd"]}}},
+            "unknown parent 'optimiser'",
+        ),
+        ({"num_layers": {"type": "int", "min": 1.5, "max": 3}}, "must be an int"),
+    ],
+)
+def test_malformed_spaces_name_file_and_key(hps, fragment):
+    with pytest.raises(ConfigError) as err:
+        _space(hps)
+    assert "t.yaml" in str(err.value) and fragment in str(err.value)
+
+
+def test_unknown_model_and_top_level_key():
+    with pytest.raises(ConfigError, match="`model` must be one of"):
+        spaces.parse({"model": "resnet", "hyperparameters": {}}, known=KNOWN)
+    with pytest.raises(ConfigError, match="unknown key 'hyperparams'"):
+        spaces.parse({"model": "fcn", "hyperparams": {}}, known=KNOWN)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(UsageError, match="unknown search space 'nope'"):
+        spaces.load("nope", known=KNOWN)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: fcn\nhyperparameters: {a: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        spaces.load(str(bad), known=KNOWN)
+
+
+def test_set_overrides_fix_values_and_reject_unknown_names():
+    sets = spaces.parse_set(["learning_rate=0.01", "optimizer=sgd", "num_layers=4"])
+    assert sets == {"learning_rate": 0.01, "optimizer": "sgd", "num_layers": 4}
+    space = spaces.load("fcn", known=KNOWN, overrides=sets)
+    hp = space.to_hyperparameters()
+    assert hp.values["learning_rate"] == 0.01 and hp.values["num_layers"] == 4
+    assert {type(p).__name__ for p in hp.space if p.name in sets} == {"Fixed"}
+    with pytest.raises(UsageError, match="has no hyperparameter 'units'"):
+        spaces.load("fcn", known=KNOWN, overrides={"units": 3})
+    with pytest.raises(UsageError, match="name=value"):
+        spaces.parse_set(["learning_rate"])

@@ -16,7 +16,7 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def run(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, prog_name="automl")
 
 
 def test_version():

@@ -4,8 +4,11 @@ AutoKeras 3.0.0 is in maintenance mode. Its heads build `Dense(self.shape[-1])`,
 from `numpy.array(x.shape)`: a numpy integer. Keras >= 3.13 rejects a numpy integer as `units`, so
 every task fails in `fit()`. We pin keras < 3.13 (where it works), and this shim coerces the shapes to
 Python ints at their source (`Graph.set_io_shapes`) and again in the heads, so a Keras bump does not
-break AutoKeras silently. Checked on keras 3.12.4: the six tasks and the IO API need nothing else
-(tests/test_autokeras.py runs each for one trial and one epoch).
+break AutoKeras silently (checked: keras 3.13.2 fails with "invalid value for `units`" without
+the shim and passes with it). Checked on keras 3.12.4: the six tasks and the IO API need nothing
+else (tests/test_autokeras.py runs each for one trial and one epoch). One AutoKeras bug is fixed
+too: `AutoTuner._remove_early_stopping` nests the callback list when a non-EarlyStopping callback
+(our --time-budget deadline) reaches the final fit.
 
 Import this module only where AutoKeras is used: it imports autokeras (and so TensorFlow).
 """
@@ -59,6 +62,22 @@ def _head_build_factory(original):
     return build
 
 
+def _remove_early_stopping_factory(original):
+    @functools.wraps(original)
+    def _remove_early_stopping(callbacks):
+        # AutoKeras 3.0.0 deep-copies the whole list once per kept callback, so any callback
+        # besides EarlyStopping (e.g. our deadline) reaches the final fit as a nested list.
+        import copy
+
+        import keras
+
+        return [
+            copy.deepcopy(c) for c in callbacks if not isinstance(c, keras.callbacks.EarlyStopping)
+        ]
+
+    return staticmethod(_remove_early_stopping)
+
+
 def apply() -> ModuleType:
     """Patch AutoKeras once (idempotent) and return the `autokeras` module.
 
@@ -71,10 +90,12 @@ def apply() -> ModuleType:
     import autokeras as ak
     from autokeras import graph as graph_module
     from autokeras.blocks import heads
+    from autokeras.engine import tuner as tuner_module
 
     _patch_method(graph_module.Graph, "set_io_shapes", _set_io_shapes_factory)
     for head_cls in (heads.ClassificationHead, heads.RegressionHead):
         _patch_method(head_cls, "build", _head_build_factory)
+    _patch_method(tuner_module.AutoTuner, "_remove_early_stopping", _remove_early_stopping_factory)
     return ak
 
 

@@ -62,6 +62,7 @@ class AutoKerasResult:
     search_seconds: float = 0.0
     inputs: list[dict[str, Any]] = field(default_factory=list)  # one per raw input
     heads: list[dict[str, Any]] = field(default_factory=list)  # one per output
+    stop: dict[str, Any] = field(default_factory=dict)  # how the search ended (tuning.budget)
 
     def summary(self) -> dict[str, Any]:
         """JSON-able fields for run.json."""
@@ -76,6 +77,7 @@ class AutoKerasResult:
             "search_seconds": round(self.search_seconds, 2),
             "inputs": self.inputs,
             "heads": self.heads,
+            "stop": self.stop,
         }
 
 
@@ -331,7 +333,7 @@ def image_initial_hps(block: str, gpu: bool, head: str = "classification_head_1"
             hps["learning_rate"] = 1e-3  # AutoKeras's 2e-5 is for fine-tuning ImageNet weights
             if not gpu:
                 hps["image_block_1/efficient_net_block_1/version"] = "b0"
-        if head != "classification_head_1":  # regression: its head has other hp names
+        if head != "classification_head_1":  # other heads have other hp names
             hps = {k: v for k, v in hps.items() if not k.startswith("classification_head_1/")}
         if block != "auto":
             if _AK_BLOCK[block] != kind:
@@ -384,6 +386,12 @@ def _fit(automodel, x, y, validation_data, opts: SearchOptions) -> float:
 
     keras.utils.set_random_seed(opts.seed)
     callbacks = [keras.callbacks.EarlyStopping(patience=10, min_delta=1e-4)]
+    if opts.time_budget is not None:
+        from automl_app.tuning import budget
+
+        deadline = budget.Deadline.after(opts.time_budget)
+        budget.attach_budget(automodel.tuner.oracle, deadline)
+        callbacks.append(budget.deadline_callback(deadline))
     kwargs: dict[str, Any] = {"validation_data": validation_data}
     if validation_data is None:
         kwargs = {"validation_split": 0.2}
@@ -424,6 +432,11 @@ def _finish(automodel, kind: str, task: str, seconds: float, **fields: Any) -> A
         "hyperparameters": dict(best_trial.hyperparameters.values),
     }
     objective = getattr(tuner.oracle.objective, "name", str(tuner.oracle.objective))
+    from automl_app.tuning.budget import stop_summary
+
+    stop = stop_summary(tuner.oracle)
+    if stop["stop_reason"] is None and len(rows) >= tuner.oracle.max_trials:
+        stop["stop_reason"] = "max_trials"
     return AutoKerasResult(
         kind=kind,
         task=task,
@@ -434,6 +447,7 @@ def _finish(automodel, kind: str, task: str, seconds: float, **fields: Any) -> A
         best=best,
         objective=objective,
         search_seconds=seconds,
+        stop=stop,
         **fields,
     )
 
@@ -510,6 +524,7 @@ class SearchOptions:
     overwrite: bool = False
     batch_size: int = 32
     verbose: bool = False
+    time_budget: float | str | None = None  # seconds or "10m": no new trial past it
 
     def check(self) -> SearchOptions:
         """Keras-style errors naming the bad value and what is allowed (exit 2)."""
@@ -522,6 +537,10 @@ class SearchOptions:
             )
         if self.max_samples is not None and self.max_samples < 1:
             raise UsageError(f"max_samples must be >= 1. Received: max_samples={self.max_samples}")
+        if self.time_budget is not None:
+            from automl_app.tuning.budget import parse_duration
+
+            parse_duration(self.time_budget)
         return self
 
     def automodel_kwargs(self, factory) -> dict[str, Any]:
@@ -966,7 +985,10 @@ def search_multi(
         for h, y in zip(spec.heads, ys, strict=True)
     ]
     gpu = has_gpu()
-    factory = tuner_factory(options.tuner, epochs=options.epochs)
+    initial = None
+    if [s.type for s in spec.inputs].count("image") == 1:  # its block is image_block_1
+        initial = image_initial_hps(block, gpu, head="")
+    factory = tuner_factory(options.tuner, initial_hps=initial, epochs=options.epochs)
     automodel = ak.AutoModel(inputs=nodes, outputs=heads, **options.automodel_kwargs(factory))
     notes = []
     if _configure_image_blocks(automodel, block, gpu):
@@ -1093,13 +1115,10 @@ def predict_raw(serving, feed: Mapping[str, np.ndarray], batch: int = 512) -> di
     names = raw_input_names(serving)
     n = len(next(iter(feed.values())))
     chunks: dict[str, list[np.ndarray]] = {}
-    out_names = list(serving.output_names) if hasattr(serving, "output_names") else None
     for i in range(0, n, batch):
         args = [t.constant(feed[k][i : i + batch]) for k in names]
         res = serving(args if len(args) > 1 else args[0], training=False)
-        if not isinstance(res, dict):
-            res = {"output": res} if not out_names or len(out_names) != 1 else {"output": res}
-        for k, v in res.items():
+        for k, v in (res if isinstance(res, dict) else {"output": res}).items():
             chunks.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in chunks.items()}
 

@@ -16,7 +16,7 @@ import click
 from automl_app import __version__
 from automl_app.data.datasets import DEFAULT_DATASET, IMAGE_DATASETS
 from automl_app.errors import AutomlError
-from automl_app.tuning import TUNER_NAMES
+from automl_app.tuning import PRUNER_NAMES, TUNER_NAMES
 
 
 def _run(fn: Callable[[], Any], verbose: bool) -> Any:
@@ -89,7 +89,13 @@ def _space_names() -> str:
     metavar="NAME=VALUE",
     help="Fix one hyperparameter of the space (repeatable).",
 )
-@click.option("--tuner", type=click.Choice(TUNER_NAMES), default="random", show_default=True)
+@click.option(
+    "--tuner",
+    type=click.Choice(TUNER_NAMES),
+    default="random",
+    show_default=True,
+    help="KerasTuner's random/grid/bayesian/hyperband, or tpe (Optuna inside KerasTuner).",
+)
 @click.option("--max-trials", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option(
     "--epochs",
@@ -98,7 +104,45 @@ def _space_names() -> str:
     show_default=True,
     help="Epochs per trial (hyperband: the most epochs a trial gets).",
 )
+@click.option(
+    "--time-budget",
+    metavar="DURATION",
+    default=None,
+    help="Wall-clock budget, e.g. 90s, 10m, 2h: no trial starts past it, the running "
+    "one stops at it, the best finished trial is still exported.",
+)
 @click.option("--objective", default="val_accuracy", show_default=True)
+@click.option(
+    "--direction",
+    type=click.Choice(["min", "max"]),
+    default=None,
+    help="Override the direction inferred from --objective (val_loss: min).",
+)
+@click.option(
+    "--prune",
+    type=click.Choice(PRUNER_NAMES),
+    default="none",
+    show_default=True,
+    help="Stop bad trials early with Optuna's MedianPruner or SuccessiveHalving (asha).",
+)
+@click.option(
+    "--min-epochs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Epochs every trial runs before it may be pruned.",
+)
+@click.option(
+    "--enqueue",
+    multiple=True,
+    metavar="JSON|FILE",
+    help="Configuration to run first, e.g. '{\"learning_rate\": 0.003}' (repeatable).",
+)
+@click.option(
+    "--lr-find",
+    is_flag=True,
+    help="LR range test on the default configuration; its suggestion runs first.",
+)
 @click.option(
     "--max-samples",
     type=click.IntRange(min=1),
@@ -119,6 +163,26 @@ def _space_names() -> str:
     show_default=True,
     help="Stop after this many failed trials in a row.",
 )
+@click.option(
+    "--keep-checkpoints",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Keep the weights of the best K trials only.",
+)
+@click.option(
+    "--min-batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Drop smaller batch sizes from the space.",
+)
+@click.option(
+    "--executions-per-trial",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train each configuration N times and average (KerasTuner).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--run-dir",
@@ -127,6 +191,11 @@ def _space_names() -> str:
     help="Where the run is written. [default: runs/<dataset>-<timestamp>]",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --run-dir (after a crash, or with more --max-trials).",
+)
 @click.option("--verbose", is_flag=True, help="Show library logs, progress bars and tracebacks.")
 def search_image(
     dataset,
@@ -136,20 +205,35 @@ def search_image(
     tuner,
     max_trials,
     epochs,
+    time_budget,
     objective,
+    direction,
+    prune,
+    min_epochs,
+    enqueue,
+    lr_find,
     max_samples,
     val_fraction,
     max_failures,
+    keep_checkpoints,
+    min_batch_size,
+    executions_per_trial,
     seed,
     run_dir,
     overwrite,
+    resume,
     verbose,
 ):
     """Search an image classifier (KerasTuner) for a named dataset."""
     from automl_app import spaces, workflows
     from automl_app.config import DataConfig, SearchConfig, SpaceConfig, TunerConfig
+    from automl_app.errors import UsageError
+    from automl_app.tuning.budget import parse_duration
+    from automl_app.tuning.enqueue import parse_enqueue
 
     def go():
+        if resume and not run_dir:
+            raise UsageError("--resume needs --run-dir (the run to continue)")
         cfg = SearchConfig(
             data=DataConfig(
                 dataset=dataset or DEFAULT_DATASET,
@@ -163,11 +247,21 @@ def search_image(
                 max_trials=max_trials,
                 epochs=epochs,
                 objective=objective,
+                direction=direction,
                 seed=seed,
                 max_failures=max_failures,
+                time_budget=parse_duration(time_budget) if time_budget else None,
+                prune=prune,
+                min_epochs=min_epochs,
+                enqueue=tuple(parse_enqueue(enqueue)),
+                lr_find=lr_find,
+                keep_checkpoints=keep_checkpoints,
+                min_batch_size=min_batch_size,
+                executions_per_trial=executions_per_trial,
             ),
             run_dir=run_dir,
             overwrite=overwrite,
+            resume=resume,
             verbose=verbose,
         )
         return workflows.search(cfg, say=_echo)

@@ -35,8 +35,18 @@ class TunerConfig:
     max_trials: int = 10
     epochs: int = 3
     objective: str = "val_accuracy"
+    direction: str | None = None  # None → inferred from the objective's name
     seed: int = 0
     max_failures: int = 3
+    time_budget: float | None = None  # seconds
+    prune: str = "none"
+    min_epochs: int = 1
+    enqueue: tuple[dict[str, Any], ...] = ()
+    lr_find: bool = False
+    keep_checkpoints: int = 1
+    min_batch_size: int | None = None
+    executions_per_trial: int = 1
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,7 @@ class SearchConfig:
     tuner: TunerConfig = field(default_factory=TunerConfig)
     run_dir: str | None = None
     overwrite: bool = False
+    resume: bool = False
     verbose: bool = False
     task: str = "image"
 
@@ -63,7 +74,7 @@ class SearchConfig:
 
 def validate_search(cfg: SearchConfig) -> SearchConfig:
     """Checks that need no library import; raises UsageError (exit 2)."""
-    from automl_app.tuning import TUNER_NAMES
+    from automl_app.tuning import PRUNER_NAMES, TUNER_NAMES
 
     if cfg.tuner.max_trials < 1:
         raise UsageError(f"--max-trials must be >= 1. Received: {cfg.tuner.max_trials}")
@@ -73,6 +84,26 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
         raise UsageError(
             f"--tuner must be one of {', '.join(TUNER_NAMES)}. Received: {cfg.tuner.tuner!r}"
         )
+    t = cfg.tuner
+    if t.prune not in PRUNER_NAMES:
+        raise UsageError(f"--prune must be one of {', '.join(PRUNER_NAMES)}. Received: {t.prune!r}")
+    if t.prune != "none" and t.tuner == "hyperband":
+        raise UsageError(
+            "--prune works with random, grid, bayesian and tpe; Hyperband prunes by "
+            f"itself. Received: --tuner hyperband --prune {t.prune}"
+        )
+    if (t.enqueue or t.lr_find) and t.tuner == "hyperband":
+        raise UsageError("--enqueue and --lr-find need a tuner other than hyperband")
+    if t.min_epochs < 1:
+        raise UsageError(f"--min-epochs must be >= 1. Received: {t.min_epochs}")
+    if t.time_budget is not None and t.time_budget <= 0:
+        raise UsageError(f"--time-budget must be positive. Received: {t.time_budget}")
+    if t.keep_checkpoints < 1:
+        raise UsageError(f"--keep-checkpoints must be >= 1. Received: {t.keep_checkpoints}")
+    if t.workers < 1:
+        raise UsageError(f"--workers must be >= 1. Received: {t.workers}")
+    if cfg.resume and cfg.overwrite:
+        raise UsageError("--resume and --overwrite are exclusive: continue the run or replace it")
     if cfg.space.space and cfg.space.hypermodel:
         raise UsageError("--space and --hypermodel are exclusive: pick one")
     if cfg.data.max_samples is not None and cfg.data.max_samples < 1:

@@ -302,3 +302,37 @@ def apply_overrides(
                 f"(it reads {', '.join(sorted(reads))})"
             )
     return replace(space, entries=tuple(entries), fixed={**space.fixed, **overrides})
+
+
+def with_min_batch_size(space: Space, minimum: int | None, default: int = 64) -> Space:
+    """`--min-batch-size`: drop smaller batch sizes (tiny batches make some trials 10× slower)."""
+    if not minimum:
+        return space
+    entries = list(space.entries)
+    for i, e in enumerate(entries):
+        if e.name != "batch_size":
+            continue
+        a = dict(e.args)
+        if e.type == "choice":
+            kept = [v for v in a["values"] if v >= minimum]
+            if not kept:
+                raise UsageError(
+                    f"--min-batch-size {minimum} removes every batch_size in "
+                    f"{space.source} (values {a['values']})"
+                )
+            a["values"] = kept
+            if a.get("default") is not None and a["default"] < minimum:
+                a["default"] = kept[0]
+        elif e.type == "int":
+            if a["max"] < minimum:
+                raise UsageError(f"--min-batch-size {minimum} is above batch_size max {a['max']}")
+            a["min"] = max(a["min"], minimum)
+            if a.get("default") is not None:
+                a["default"] = max(a["default"], minimum)
+        elif e.type == "fixed" and a["value"] < minimum:
+            a["value"] = minimum
+        entries[i] = replace(e, args=a)
+        return replace(space, entries=tuple(entries))
+    if default < minimum:
+        entries.append(Entry(name="batch_size", type="fixed", args={"value": minimum}))
+    return replace(space, entries=tuple(entries))

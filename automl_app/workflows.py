@@ -19,7 +19,7 @@ import numpy as np
 
 from automl_app import runs
 from automl_app.config import SearchConfig, validate_search
-from automl_app.errors import AutomlError, ConfigError, SearchError
+from automl_app.errors import AutomlError, ConfigError, SearchError, UsageError
 
 Say = Callable[[str], None]
 DEFAULT_SPACE = {"image": "cnn"}
@@ -27,8 +27,13 @@ EXPORT_CHECK_EXAMPLES = 64
 
 
 def search(cfg: SearchConfig, say: Say = print) -> dict[str, Any]:
-    """Search a model for a named image dataset; evaluate once on test; export the best."""
+    """Search a model for a named image dataset; evaluate once on test; export the best.
+
+    With cfg.resume an interrupted run continues from KerasTuner's saved project: finished
+    trials are kept, the one in flight is re-run, and max_trials may be raised.
+    """
     from automl_app import models, spaces
+    from automl_app.data import datasets
     from automl_app.tf_env import set_verbose
 
     validate_search(cfg)
@@ -40,21 +45,40 @@ def search(cfg: SearchConfig, say: Say = print) -> dict[str, Any]:
             known=models.known(),
             overrides=cfg.space.overrides,
         )
-    from automl_app.data import datasets
+        space = spaces.with_min_batch_size(space, cfg.tuner.min_batch_size)
+        if cfg.tuner.enqueue:
+            from automl_app.tuning.enqueue import check_names
 
+            check_names(list(cfg.tuner.enqueue), set(space.names))
+    elif cfg.tuner.lr_find:
+        raise UsageError("--lr-find needs a --space (it trains the space's default configuration)")
     if cfg.data.dataset in datasets.RAW_FILES:
         datasets.precheck_offline(cfg.data.dataset)  # before any directory is written
-    run_dir = runs.prepare_run_dir(cfg.resolved_run_dir(), overwrite=cfg.overwrite)
+    run_dir = runs.prepare_run_dir(
+        cfg.resolved_run_dir(), overwrite=cfg.overwrite, resume=cfg.resume
+    )
     t_start = time.perf_counter()
-    runs.start(
-        run_dir,
-        "search image",
-        cfg.to_dict(),
+    previous = runs.load_manifest(run_dir) if cfg.resume else None
+    fields = dict(
         engine="kerastuner",
         space=None if space is None else {"model": space.model, "source": space.source},
     )
+    if previous is None:
+        runs.start(run_dir, "search image", cfg.to_dict(), **fields)
+    else:
+        runs.update(
+            run_dir,
+            status="running",
+            config=cfg.to_dict(),
+            resumed=int(previous.get("resumed", 0)) + 1,
+            error=None,
+        )
+        say(
+            f"resuming {run_dir} ({previous.get('status')}, "
+            f"{len(_trial_rows(run_dir))} trials recorded)"
+        )
     try:
-        summary = _search(cfg, space, run_dir, say, t_start)
+        summary = _search(cfg, space, run_dir, say, t_start, previous)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         runs.update(
@@ -67,11 +91,21 @@ def search(cfg: SearchConfig, say: Say = print) -> dict[str, Any]:
     return summary
 
 
-def _search(cfg: SearchConfig, space, run_dir: Path, say: Say, t_start: float) -> dict[str, Any]:
+def _trial_rows(run_dir: Path) -> dict:
+    from automl_app.tuning.tuners import load_rows
+
+    return load_rows(run_dir)
+
+
+def _search(
+    cfg: SearchConfig, space, run_dir: Path, say: Say, t_start: float, previous: dict | None
+) -> dict[str, Any]:
     from automl_app.data import datasets
     from automl_app.data.fingerprint import fingerprint, leakage
     from automl_app.tf_env import tf
+    from automl_app.tuning import budget
 
+    deadline = budget.Deadline.after(cfg.tuner.time_budget) if cfg.tuner.time_budget else None
     data = datasets.load(
         cfg.data.dataset,
         seed=cfg.data.seed,
@@ -84,6 +118,16 @@ def _search(cfg: SearchConfig, space, run_dir: Path, say: Say, t_start: float) -
         f"data: {info.name} ({info.source}) train={len(data.x_train)} val={len(data.x_val)} "
         f"classes={info.num_classes} image={'x'.join(map(str, info.image_shape))}"
     )
+    prints = {
+        "train": fingerprint(data.x_train, data.y_train),
+        "val": fingerprint(data.x_val, data.y_val),
+    }
+    if previous is not None and previous.get("data", {}).get("fingerprint") not in (None, prints):
+        raise UsageError(
+            f"cannot resume {run_dir}: its training/validation data differ from "
+            "this command's (same --dataset, --seed, --max-samples and "
+            "--val-fraction are needed)"
+        )
     runs.update(
         run_dir,
         data={
@@ -94,32 +138,46 @@ def _search(cfg: SearchConfig, space, run_dir: Path, say: Say, t_start: float) -
             "scale": info.scale,
             "train_examples": len(data.x_train),
             "val_examples": len(data.x_val),
-            "fingerprint": {
-                "train": fingerprint(data.x_train, data.y_train),
-                "val": fingerprint(data.x_val, data.y_val),
-            },
+            "fingerprint": prints,
         },
     )
     tf()
     import keras
 
     keras.utils.set_random_seed(cfg.tuner.seed)
-    tuner, fit_args = _make_tuner(cfg, space, data, run_dir, say)
+    tuner, fit_args = _make_tuner(cfg, space, data, run_dir, say, deadline)
     say(
         f"search: {cfg.tuner.tuner} over "
         f"{space.source if space else cfg.space.hypermodel}, max {cfg.tuner.max_trials} trials x "
-        f"{cfg.tuner.epochs} epochs, objective {cfg.tuner.objective}"
+        f"{cfg.tuner.epochs} epochs, objective {tuner.oracle.objective.name} "
+        f"({tuner.oracle.objective.direction})"
+        + (f", prune {cfg.tuner.prune}" if cfg.tuner.prune != "none" else "")
+        + (f", budget {cfg.tuner.time_budget:g}s" if cfg.tuner.time_budget else "")
     )
     from automl_app.tuning.tuners import completed_trials, run_search
 
-    run_search(tuner, epochs=cfg.tuner.epochs, tensorboard_dir=run_dir / "tensorboard", **fit_args)
+    stop = run_search(
+        tuner,
+        epochs=cfg.tuner.epochs,
+        tensorboard_dir=run_dir / "tensorboard",
+        prune=cfg.tuner.prune,
+        min_epochs=cfg.tuner.min_epochs,
+        deadline=deadline,
+        **fit_args,
+    )
+    runs.update(run_dir, search=stop)
     done = completed_trials(tuner)
     if not done:
         first = getattr(tuner, "first_failure", None)
         raise SearchError(
             "no trial completed"
             + (f"; first failure: {first.strip().splitlines()[-1]}" if first else "")
+            + (f" (search stopped: {stop['stop_reason']})" if stop.get("stop_reason") else "")
         )
+    say(
+        f"search stopped: {stop['stop_reason'] or 'done'} after {stop['trials']} trials "
+        f"({stop['completed']} completed, {stop['failed']} failed)"
+    )
     best_trial = done[0]
     best_model = tuner.get_best_models(1)[0]
     search_seconds = time.perf_counter() - t_start
@@ -132,6 +190,7 @@ def _search(cfg: SearchConfig, space, run_dir: Path, say: Say, t_start: float) -
         run_dir,
         status="completed",
         trials={"total": len(tuner.oracle.trials), "completed": len(done)},
+        stop_reason=stop["stop_reason"],
         best_trial={
             "trial_id": best_trial.trial_id,
             "score": best_trial.score,
@@ -143,7 +202,7 @@ def _search(cfg: SearchConfig, space, run_dir: Path, say: Say, t_start: float) -
         search_seconds=round(search_seconds, 2),
         wall_seconds=round(time.perf_counter() - t_start, 2),
     )
-    say(f"best trial {best_trial.trial_id}: {cfg.tuner.objective}={best_trial.score:.4f}")
+    say(f"best trial {best_trial.trial_id}: {tuner.oracle.objective.name}={best_trial.score:.4f}")
     say(
         f"test accuracy {result['test']['accuracy']:.4f}, loss {result['test']['loss']:.4f} "
         f"on {result['test']['examples']} examples"
@@ -156,7 +215,7 @@ def _search(cfg: SearchConfig, space, run_dir: Path, say: Say, t_start: float) -
     return manifest
 
 
-def _make_tuner(cfg: SearchConfig, space, data, run_dir: Path, say: Say):
+def _make_tuner(cfg: SearchConfig, space, data, run_dir: Path, say: Say, deadline):
     from automl_app.models.hypermodel import (
         SpaceHyperModel,
         UserHyperModel,
@@ -165,10 +224,13 @@ def _make_tuner(cfg: SearchConfig, space, data, run_dir: Path, say: Say):
     from automl_app.tuning.tuners import make_tuner
 
     info = data.info
+    enqueue = list(cfg.tuner.enqueue)
     if space is not None:
         hypermodel = SpaceHyperModel(space, info.image_shape, info.num_classes, seed=cfg.tuner.seed)
         train, val = data.as_datasets()
         fit_args = {"train": train, "val": val}
+        if cfg.tuner.lr_find:
+            enqueue = [_lr_find(hypermodel, train, space, run_dir, say, cfg.tuner.seed)] + enqueue
     else:
         hypermodel = UserHyperModel(load_user_hypermodel(cfg.space.hypermodel), info.num_classes)
         fit_args = {
@@ -183,11 +245,18 @@ def _make_tuner(cfg: SearchConfig, space, data, run_dir: Path, say: Say):
             hypermodel,
             run_dir=run_dir,
             objective=cfg.tuner.objective,
+            direction=cfg.tuner.direction,
             max_trials=cfg.tuner.max_trials,
             epochs=cfg.tuner.epochs,
             seed=cfg.tuner.seed,
             max_failures=cfg.tuner.max_failures,
             on_line=say,
+            overwrite=False,
+            deadline=deadline,
+            enqueue=enqueue,
+            keep_checkpoints=cfg.tuner.keep_checkpoints,
+            n_train=len(data.x_train),
+            executions_per_trial=cfg.tuner.executions_per_trial,
         )
     except AutomlError:
         raise
@@ -197,6 +266,31 @@ def _make_tuner(cfg: SearchConfig, space, data, run_dir: Path, say: Say):
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return tuner, fit_args
+
+
+def _lr_find(hypermodel, train, space, run_dir: Path, say: Say, seed: int) -> dict[str, Any]:
+    """Run the LR range test, save report/lr_find.{png,json}, return the config to enqueue."""
+    from automl_app.tuning import lr_find
+
+    if "learning_rate" not in space.names:
+        raise UsageError(f"--lr-find needs a `learning_rate` entry in {space.source}")
+    result = lr_find.lr_range_test(hypermodel, train, seed=seed)
+    lr = lr_find.clip_to_space(result["suggestion"], space)
+    lr_find.plot(result, run_dir / "report" / "lr_find.png")
+    runs.atomic_write_json(
+        run_dir / "report" / "lr_find.json",
+        {
+            k: result[k]
+            for k in ("lr_at_min_loss", "suggestion", "steps_run", "batch_size", "lrs", "losses")
+        }
+        | {"enqueued_learning_rate": lr},
+    )
+    say(
+        f"lr-find: lowest loss at lr={result['lr_at_min_loss']:.3g} after "
+        f"{result['steps_run']} steps; first trial uses learning_rate={lr:.3g} "
+        f"(report/lr_find.png)"
+    )
+    return {"learning_rate": lr}
 
 
 def _evaluate_and_export(

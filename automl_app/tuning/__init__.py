@@ -3,4 +3,5 @@
 Only names live here, so the CLI can validate options without importing KerasTuner.
 """
 
-TUNER_NAMES = ("random", "grid", "bayesian", "hyperband")
+TUNER_NAMES = ("random", "grid", "bayesian", "hyperband", "tpe")
+PRUNER_NAMES = ("none", "median", "asha")

@@ -1,25 +1,31 @@
-"""KerasTuner tuners by name, with a thin mixin that records and prints every trial.
+"""KerasTuner tuners by name, with thin mixins that record every trial and add our options.
 
-The search algorithms are KerasTuner's own; the mixin only observes trial begin/end to write
-RUN_DIR/trials.csv (+ trials.jsonl) and print one line per finished trial.
+The search algorithms are KerasTuner's own (random, grid, bayesian, hyperband) or an Optuna TPE
+oracle inside KerasTuner (tpe.py). Around them: pruning (pruning.py), a time budget (budget.py),
+enqueued configurations (enqueue.py), and RecordingMixin, which writes RUN_DIR/trials.csv,
+measures speed and latency, keeps only the best checkpoints and prints one line per trial.
 """
 
 from __future__ import annotations
 
-import copy
+import json
+import statistics
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 import keras_tuner as kt
+import numpy as np
 
 from automl_app import runs
 from automl_app.errors import SearchError, UsageError
 from automl_app.models.hypermodel import describe
 from automl_app.tuning import TUNER_NAMES as TUNERS
+from automl_app.tuning import budget
+from automl_app.tuning.enqueue import attach_queue
+from automl_app.tuning.pruning import PruningCallback, PruningTunerMixin, pruned_epoch
 
 PROJECT = "tuner"  # RUN_DIR/tuner is KerasTuner's own project directory
 FIRST_COLUMNS = [
@@ -29,12 +35,53 @@ FIRST_COLUMNS = [
     "epochs",
     "seconds",
     "seconds_per_epoch",
+    "samples_per_s",
     "params",
+    "latency_ms_b1",
+    "latency_ms_b256",
+    "pruned_at",
+    "error",
 ]
+SLOW_EPOCH_FACTOR = 4.0
+
+
+def infer_direction(objective: str, direction: str | None = None) -> str:
+    """`val_loss` → min, `val_accuracy` → max; `--direction` overrides; unknown names need it."""
+    if direction is not None:
+        if direction not in ("min", "max"):
+            raise UsageError(f"--direction must be one of min, max. Received: {direction!r}")
+        return direction
+    name = objective.lower()
+    if any(k in name for k in ("loss", "error", "mae", "mse", "rmse", "latency")):
+        return "min"
+    if any(k in name for k in ("acc", "auc", "precision", "recall", "f1", "r2")):
+        return "max"
+    raise UsageError(
+        f"cannot tell whether --objective {objective!r} should be minimised or "
+        "maximised: pass --direction min or --direction max"
+    )
+
+
+def measure_latency(model, repeats: int = 3) -> dict[str, float]:
+    """Prediction latency in ms per image at batch 1 and batch 256 (median of `repeats`)."""
+    shape = tuple(model.inputs[0].shape[1:])
+    if any(d is None for d in shape):
+        return {}
+    out = {}
+    for batch in (1, 256):
+        x = np.zeros((batch, *shape), dtype="float32")
+        model(x, training=False)  # warm-up / trace
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x, training=False)
+            times.append(time.perf_counter() - t0)
+        out[f"latency_ms_b{batch}"] = round(1000 * statistics.median(times) / batch, 4)
+    return out
 
 
 class TrialStats(keras.callbacks.Callback):
-    """Collects parameter count and epoch times of one trial into a shared dict.
+    """Collects parameter count, epoch times and latency of one trial into a shared dict.
 
     KerasTuner deep-copies callbacks for every execution; the copy keeps the same store.
     """
@@ -56,18 +103,31 @@ class TrialStats(keras.callbacks.Callback):
         self.store["epoch_seconds"].append(time.perf_counter() - self._t0)
         self.store["params"] = int(self.model.count_params())  # built by now, even Sequential
 
+    def on_train_end(self, logs=None):
+        try:
+            self.store.update(measure_latency(self.model))
+        except Exception:  # a user model with unusual inputs: latency stays empty
+            pass
+
 
 class RecordingMixin:
-    """Observes trials: writes the trial table and calls `on_line` with a one-line summary."""
+    """Observes trials: writes the trial table, keeps the best K checkpoints, prints a line."""
 
     def _setup_recording(
-        self, run_dir: Path, on_line: Callable[[str], None], total: int | None
+        self,
+        run_dir: Path,
+        on_line: Callable[[str], None],
+        total: int | None,
+        n_train: int | None = None,
+        keep_checkpoints: int = 1,
     ) -> None:
         self._run_dir = Path(run_dir)
         self._on_line = on_line
         self._total = total
+        self._n_train = n_train
+        self._keep = max(1, int(keep_checkpoints))
         self._current: dict[str, Any] = {}
-        self._rows = _load_rows(self._run_dir)
+        self._rows = load_rows(self._run_dir)
         self.first_failure: str | None = None
 
     def run_trial(self, trial, *args, **kwargs):
@@ -84,6 +144,7 @@ class RecordingMixin:
             super().on_trial_end(trial)
         finally:
             self._record(trial)
+            self._drop_checkpoints()
 
     def _record(self, trial) -> None:
         seconds = time.perf_counter() - self._current.get("t0", time.perf_counter())
@@ -97,52 +158,97 @@ class RecordingMixin:
             error = _last_line(trial.message)
             if self.first_failure is None:
                 self.first_failure = trial.message or error
+        pruned_at = pruned_epoch(trial)
+        if status == "completed" and pruned_at is not None:
+            status = "pruned"
+        n_epochs = len(epoch_s)
         row: dict[str, Any] = {
             "trial_id": trial.trial_id,
             "status": status,
             "objective": None if trial.score is None else float(trial.score),
-            "epochs": len(epoch_s),
+            "epochs": n_epochs,
             "seconds": round(seconds, 3),
-            "seconds_per_epoch": round(sum(epoch_s) / len(epoch_s), 3) if epoch_s else None,
+            "seconds_per_epoch": round(sum(epoch_s) / n_epochs, 3) if n_epochs else None,
+            "samples_per_s": (
+                round(self._n_train * n_epochs / sum(epoch_s), 1)
+                if n_epochs and self._n_train
+                else None
+            ),
             "params": self._current.get("params"),
+            "latency_ms_b1": self._current.get("latency_ms_b1"),
+            "latency_ms_b256": self._current.get("latency_ms_b256"),
+            "pruned_at": pruned_at,
             "error": error,
         }
         # Every metric at the trial's best step: the epoch whose checkpoint KerasTuner keeps.
-        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy", obj.name):
             if trial.metrics.exists(name):
                 row[name] = _value_at_best_step(trial, name)
         row.update({f"hp_{k}": v for k, v in trial.hyperparameters.values.items()})
         self._rows[trial.trial_id] = row
         save_rows(self._run_dir, self._rows)
         best = self._best_score()
-        n = len(self._rows)
         total = f"/{self._total}" if self._total else ""
         score = "—" if trial.score is None else f"{trial.score:.4f}"
         best_txt = "—" if best is None else f"{best:.4f}"
+        tag = f"pruned@{pruned_at}" if status == "pruned" else status
         line = (
-            f"trial {trial.trial_id} ({n}{total}) [{status}] {describe(trial.hyperparameters.values)} | "
-            f"{obj.name}={score} | {seconds:.1f}s | best {best_txt}"
+            f"trial {trial.trial_id} ({len(self._rows)}{total}) [{tag}] "
+            f"{describe(trial.hyperparameters.values)} | {obj.name}={score} | "
+            f"{seconds:.1f}s | best {best_txt}"
         )
         if error:
             line += f" | error: {error}"
         self._on_line(line)
+        self._warn_if_slow(row, trial)
+
+    def _warn_if_slow(self, row: dict[str, Any], trial) -> None:
+        """A batch size that makes epochs 4× slower than the median deserves a warning."""
+        times = [
+            r["seconds_per_epoch"]
+            for r in self._rows.values()
+            if r.get("seconds_per_epoch") not in (None, "")
+        ]
+        mine = row.get("seconds_per_epoch")
+        if mine is None or len(times) < 3:
+            return
+        median = statistics.median(float(t) for t in times)
+        if mine > SLOW_EPOCH_FACTOR * median:
+            bs = trial.hyperparameters.values.get("batch_size")
+            self._on_line(
+                f"warning: trial {trial.trial_id} took {mine:.1f}s per epoch, "
+                f"{mine / median:.1f}x the median ({median:.1f}s)"
+                + (
+                    f"; batch_size={bs} is the likely cause (see --min-batch-size)"
+                    if bs is not None
+                    else ""
+                )
+            )
 
     def _best_score(self) -> float | None:
         scores = [
-            r["objective"]
+            float(r["objective"])
             for r in self._rows.values()
-            if r.get("status") == "completed" and r.get("objective") not in (None, "")
+            if r.get("status") in ("completed", "pruned") and r.get("objective") not in (None, "")
         ]
         if not scores:
             return None
-        scores = [float(s) for s in scores]
         return max(scores) if self.oracle.objective.direction == "max" else min(scores)
+
+    def _drop_checkpoints(self) -> None:
+        """Keep the weights of the best K trials only (KerasTuner keeps every trial's)."""
+        best = {t.trial_id for t in self.oracle.get_best_trials(self._keep)}
+        for trial_id, trial in self.oracle.trials.items():
+            if trial_id in best or str(trial.status) == "RUNNING":
+                continue
+            ckpt = Path(self._get_checkpoint_fname(trial_id))
+            if ckpt.exists():
+                ckpt.unlink()
 
 
 def _value_at_best_step(trial, name: str) -> float | None:
     step = trial.best_step
-    hist = trial.metrics.get_history(name)
-    for obs in hist:
+    for obs in trial.metrics.get_history(name):
         if obs.step == step:
             return float(obs.value[0]) if isinstance(obs.value, list) else float(obs.value)
     return None
@@ -153,10 +259,13 @@ def _last_line(message: str | None) -> str:
     return lines[-1][:300] if lines else "unknown error"
 
 
-def _load_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
-    import json
+def _trial_key(trial_id: str) -> tuple[int, str]:
+    return (int(trial_id), trial_id) if str(trial_id).isdigit() else (1 << 30, str(trial_id))
 
-    path = run_dir / runs.TRIALS_JSONL
+
+def load_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """trials.jsonl → {trial_id: row} (empty for a new run)."""
+    path = Path(run_dir) / runs.TRIALS_JSONL
     rows: dict[str, dict[str, Any]] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -168,14 +277,12 @@ def _load_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 def save_rows(run_dir: Path, rows: dict[str, dict[str, Any]]) -> None:
     """Write trials.jsonl and trials.csv (one row per trial, every hp its own column)."""
-    import json
-
-    ordered = [rows[k] for k in sorted(rows)]
+    ordered = [rows[k] for k in sorted(rows, key=_trial_key)]
     runs.atomic_write_text(
-        run_dir / runs.TRIALS_JSONL,
+        Path(run_dir) / runs.TRIALS_JSONL,
         "".join(json.dumps(r, default=runs._json_default) + "\n" for r in ordered),
     )
-    runs.write_csv(run_dir / runs.TRIALS_CSV, ordered, first=FIRST_COLUMNS)
+    runs.write_csv(Path(run_dir) / runs.TRIALS_CSV, ordered, first=FIRST_COLUMNS)
 
 
 def _tuner_class(name: str):
@@ -184,8 +291,10 @@ def _tuner_class(name: str):
         "grid": kt.GridSearch,
         "bayesian": kt.BayesianOptimization,
         "hyperband": kt.Hyperband,
+        "tpe": kt.Tuner,
     }[name]
-    return type(f"Automl{base.__name__}", (RecordingMixin, base), {})
+    mixins = (RecordingMixin,) if name == "hyperband" else (RecordingMixin, PruningTunerMixin)
+    return type(f"Automl{base.__name__}", (*mixins, base), {})
 
 
 def make_tuner(
@@ -194,14 +303,23 @@ def make_tuner(
     *,
     run_dir: Path,
     objective: str = "val_accuracy",
+    direction: str | None = None,
     max_trials: int = 10,
     epochs: int = 1,
     seed: int | None = None,
     max_failures: int = 3,
     on_line: Callable[[str], None] = print,
     overwrite: bool = False,
-) -> kt.engine.tuner.Tuner:
-    """A KerasTuner tuner over `hypermodel` whose project lives in RUN_DIR/tuner."""
+    deadline: budget.Deadline | None = None,
+    enqueue: list[dict[str, Any]] | None = None,
+    keep_checkpoints: int = 1,
+    n_train: int | None = None,
+    executions_per_trial: int = 1,
+):
+    """A KerasTuner tuner over `hypermodel` whose project lives in RUN_DIR/tuner.
+
+    With overwrite=False an existing project is reloaded (resume) and `max_trials` may grow.
+    """
     from keras_tuner.src import config as kt_config
 
     from automl_app.tf_env import is_verbose
@@ -209,49 +327,91 @@ def make_tuner(
     kt_config.DEBUG = is_verbose()  # KerasTuner prints every failed trial's traceback otherwise
     if name not in TUNERS:
         raise UsageError(f"--tuner must be one of {', '.join(TUNERS)}. Received: {name!r}")
-    common = dict(
-        objective=objective,
-        seed=seed,
-        directory=str(run_dir),
-        project_name=PROJECT,
-        overwrite=overwrite,
-        max_consecutive_failed_trials=max_failures,
-    )
+    if name == "hyperband" and enqueue:
+        raise UsageError(
+            "--enqueue and --lr-find need a tuner other than hyperband "
+            "(Hyperband decides each trial's epochs itself)"
+        )
+    obj = kt.Objective(objective, infer_direction(objective, direction))
+    common = dict(directory=str(run_dir), project_name=PROJECT, overwrite=overwrite)
+    oracle_args = dict(objective=obj, seed=seed, max_consecutive_failed_trials=max_failures)
     cls = _tuner_class(name)
-    if name == "hyperband":
-        tuner = cls(hypermodel, max_epochs=max(epochs, 2), factor=3, **common)
-        tuner.oracle.max_trials = max_trials  # same meaning of --max-trials for every tuner
+    if name == "tpe":
+        from automl_app.tuning.tpe import TPEOracle
+
+        oracle = TPEOracle(max_trials=max_trials, **oracle_args)
+        tuner = cls(
+            oracle=oracle,
+            hypermodel=hypermodel,
+            executions_per_trial=executions_per_trial,
+            **common,
+        )
+    elif name == "hyperband":
+        tuner = cls(hypermodel, max_epochs=max(epochs, 2), factor=3, **oracle_args, **common)
     else:
-        tuner = cls(hypermodel, max_trials=max_trials, **common)
-    tuner._setup_recording(run_dir, on_line, max_trials)
+        tuner = cls(
+            hypermodel,
+            max_trials=max_trials,
+            executions_per_trial=executions_per_trial,
+            **oracle_args,
+            **common,
+        )
+    tuner.oracle.max_trials = max_trials  # same meaning everywhere; may grow on resume
+    budget.attach_budget(tuner.oracle, deadline)
+    attach_queue(tuner.oracle, list(enqueue or []))
+    tuner._setup_recording(
+        run_dir, on_line, max_trials, n_train=n_train, keep_checkpoints=keep_checkpoints
+    )
     return tuner
 
 
 def run_search(
-    tuner, train, val, *, epochs: int, tensorboard_dir: Path, y_train=None, y_val=None
-) -> None:
-    """tuner.search(...) with TensorBoard (HParams) logs; a failure limit shows the real error."""
-    callbacks = [
+    tuner,
+    train,
+    val,
+    *,
+    epochs: int,
+    tensorboard_dir: Path,
+    y_train=None,
+    y_val=None,
+    prune: str = "none",
+    min_epochs: int = 1,
+    deadline: budget.Deadline | None = None,
+) -> dict[str, Any]:
+    """tuner.search(...) with TensorBoard (HParams) logs, pruning and the deadline.
+
+    Returns the stop summary for run.json; a run of failed trials raises SearchError with the
+    first failed trial's real error.
+    """
+    callbacks: list[Any] = [
         keras.callbacks.TensorBoard(
             log_dir=str(tensorboard_dir), write_graph=False, profile_batch=0
         ),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if prune != "none":
+        if isinstance(tuner, kt.Hyperband):
+            raise UsageError(
+                "--prune works with random, grid, bayesian and tpe; Hyperband "
+                "prunes by itself. Received: --tuner hyperband --prune " + prune
+            )
+        callbacks.append(PruningCallback(prune, min_epochs=min_epochs))
+    if deadline is not None:
+        callbacks.append(budget.deadline_callback(deadline))
     args = (train,) if y_train is None else (train, y_train)
     validation = val if y_val is None else (val, y_val)
     kwargs: dict[str, Any] = {"validation_data": validation, "callbacks": callbacks, "verbose": 0}
     if not isinstance(tuner, kt.Hyperband):
         kwargs["epochs"] = epochs
-    try:
-        tuner.search(*args, **copy.copy(kwargs))
-    except RuntimeError as exc:
-        if "consecutive failures" not in str(exc):
-            raise
-        first = getattr(tuner, "first_failure", None) or str(exc)
+    tuner.search(*args, **kwargs)
+    summary = budget.stop_summary(tuner.oracle)
+    if summary["stop_reason"] == "consecutive_failures":
+        first = summary.get("stop_message") or getattr(tuner, "first_failure", None)
         raise SearchError(
             f"search stopped after {tuner.oracle.max_consecutive_failed_trials} failed trials in "
             f"a row; the first failure was: {_last_line(first)}"
-        ) from None
+        )
+    return summary
 
 
 def completed_trials(tuner) -> list:
@@ -259,7 +419,3 @@ def completed_trials(tuner) -> list:
     return [
         t for t in tuner.oracle.get_best_trials(len(tuner.oracle.trials)) if t.score is not None
     ]
-
-
-def format_exc() -> str:
-    return traceback.format_exc()

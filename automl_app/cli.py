@@ -292,6 +292,17 @@ def spaces_cmd():
         click.echo(f"{name}\t{find_named_file('search_spaces', name)}")
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (still no TensorFlow import here)."""
+    from automl_app.cli_images import scan_images_cmd, train_scratch_cmd
+
+    cli.add_command(scan_images_cmd)
+    cli.add_command(train_scratch_cmd)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="automl")

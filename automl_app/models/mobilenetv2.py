@@ -1,7 +1,8 @@
 """MobileNetV2 from keras.applications, untrained (weights=None), with a float32 softmax head.
 
 The head is added here rather than by `include_top=True` so that under mixed precision the
-probabilities stay float32, and so dropout before the classifier is a recipe value.
+probabilities stay float32, and so dropout before the classifier and the BatchNorm momentum are
+recipe values.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ def build(
     *,
     alpha: float = 1.0,
     dropout: float = 0.2,
+    bn_momentum: float = 0.999,
     name: str = "mobilenetv2",
 ):
     """A Keras model: float images [N,S,S,3] in the pipeline's value range → probabilities."""
@@ -33,6 +35,12 @@ def build(
         weights=None,
         pooling="avg",
     )
+    # keras.applications fixes BatchNorm momentum at 0.999: right for ImageNet-length runs, but
+    # after a few hundred steps the moving statistics are still near their initial values and
+    # inference-mode predictions are constant. Short runs on small folders want e.g. 0.9.
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = bn_momentum
     x = backbone(inputs)
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)

@@ -29,7 +29,7 @@ CHECKPOINT_DIR = "checkpoints"
 
 # Recipe sections → the ScratchConfig fields they may set.
 SECTIONS = {
-    "model": ("name", "image_size", "alpha", "dropout"),
+    "model": ("name", "image_size", "alpha", "dropout", "bn_momentum"),
     "data": (
         "scale",
         "cache",
@@ -67,6 +67,7 @@ class ScratchConfig:
     image_size: int = 224
     alpha: float = 1.0
     dropout: float = 0.2
+    bn_momentum: float = 0.999
     scale: str = "-1_1"
     cache: str | None = None
     balance: str = "none"
@@ -190,7 +191,7 @@ def _check(cfg: ScratchConfig, origin: Callable[[str], str]) -> None:
         fail("alpha", "> 0")
     if not cfg.lr_per_256 > 0:
         fail("lr_per_256", "> 0")
-    for key in ("dropout", "momentum", "label_smoothing"):
+    for key in ("dropout", "momentum", "label_smoothing", "bn_momentum"):
         if not 0 <= getattr(cfg, key) < 1:
             fail(key, "in [0, 1)")
     for key in ("weight_decay", "warmup_epochs", "rotation", "brightness", "contrast"):
@@ -243,7 +244,15 @@ def load_config(
     for key in ("crop", "jpeg_quality"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
-    for key in ("alpha", "dropout", "lr_per_256", "momentum", "warmup_epochs", "weight_decay"):
+    for key in (
+        "alpha",
+        "dropout",
+        "bn_momentum",
+        "lr_per_256",
+        "momentum",
+        "warmup_epochs",
+        "weight_decay",
+    ):
         if isinstance(values.get(key), int) and not isinstance(values.get(key), bool):
             values[key] = float(values[key])
     cfg = replace(ScratchConfig(), **values, recipe=str(path) if path else None)
@@ -501,7 +510,11 @@ def _fit_evaluate_export(cfg, data, run_dir, eval_files, resume, log, verbose) -
                 log(f"resuming from epoch {initial_epoch} ({ckpt_dir / 'last.keras'})")
             else:
                 model = mobilenetv2.build(
-                    n_classes, cfg.image_size, alpha=cfg.alpha, dropout=cfg.dropout
+                    n_classes,
+                    cfg.image_size,
+                    alpha=cfg.alpha,
+                    dropout=cfg.dropout,
+                    bn_momentum=cfg.bn_momentum,
                 )
                 model.compile(
                     optimizer=_make_optimizer(cfg, schedule),

@@ -1,0 +1,370 @@
+"""`--workers N`: parallel trials with KerasTuner's own distributed mode, on one or more hosts.
+
+KerasTuner already runs one search across processes: every process runs the same script; the one
+whose `KERASTUNER_TUNER_ID` is `chief` serves the oracle over gRPC (`KERASTUNER_ORACLE_IP:PORT`) and
+the others ask it for trials, train them and report back. This module only starts those processes
+(`launch`), gives each its environment (`worker_env`: ids, address, CPU threads, one GPU each) and
+looks after them:
+
+* A worker that dies (SIGKILL, OOM killer) leaves its trial in the chief's `ongoing_trials[tuner_id]`
+  and its id in `tuner_ids`, and the chief never stops. `launch` starts a replacement with the same
+  tuner id; its first `create_trial(tuner_id)` returns that very trial, so KerasTuner re-runs it
+  (its own resume path). Restarts per worker are bounded (`max_restarts`).
+* KerasTuner's chief polls every 20 s for the end of the search once a worker got STOPPED;
+  `search()` below serves the same `OracleServicer` with the same exit test, polling every 0.5 s.
+* A worker still starting when the chief has finished holds no trial (the chief ends only with no
+  ongoing trial); it is stopped instead of waiting on the gone chief for KerasTuner's 60 min.
+
+No TensorFlow or KerasTuner import at module level: the launcher runs in the CLI's process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl_app.errors import UsageError
+
+__all__ = [
+    "CHIEF",
+    "LaunchResult",
+    "detect_gpus",
+    "free_port",
+    "launch",
+    "parse_oracle",
+    "search",
+    "serve_oracle",
+    "tuner_id",
+    "worker_env",
+]
+
+CHIEF = "chief"
+Role = str | int  # "chief" or a worker index 0..N-1
+THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
+def tuner_id(role: Role) -> str:
+    """KerasTuner's id for a role: `chief` or `tuner<i>`."""
+    if role == CHIEF:
+        return CHIEF
+    if isinstance(role, bool) or not isinstance(role, int) or role < 0:
+        raise ValueError(f"`role` must be 'chief' or a worker index >= 0. Received: {role!r}")
+    return f"tuner{role}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` right now (the OS picks it; a tiny race is accepted)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def parse_oracle(address: str) -> tuple[str, int]:
+    """`HOST:PORT` (the `--oracle` option) → (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--oracle must be HOST:PORT, e.g. 127.0.0.1:8000. Received: {address!r}")
+    return host, int(port)
+
+
+def detect_gpus() -> list[str]:
+    """GPU ids to hand out: `CUDA_VISIBLE_DEVICES` if set, else `nvidia-smi -L`; no TF import."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    gpus = []
+    for line in out.stdout.splitlines():  # "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-…)"
+        head = line.split(":", 1)[0].split()
+        if len(head) == 2 and head[0] == "GPU" and head[1].isdigit():
+            gpus.append(head[1])
+    return gpus
+
+
+def worker_env(
+    role: Role,
+    oracle_host: str,
+    port: int,
+    n_workers: int,
+    cpu_count: int,
+    gpus: Sequence[str],
+) -> dict[str, str]:
+    """Environment of one role: KerasTuner's three variables, a CPU thread share, a GPU.
+
+    Workers split the CPU threads evenly (TensorFlow would otherwise give every process all cores
+    and they would fight); worker i gets GPU `gpus[i % len(gpus)]` (memory growth on when GPUs are
+    shared); the chief only serves gRPC: one thread, no GPU.
+    """
+    if n_workers < 1:
+        raise ValueError(f"`n_workers` must be >= 1. Received: {n_workers!r}")
+    env = {
+        "KERASTUNER_TUNER_ID": tuner_id(role),
+        "KERASTUNER_ORACLE_IP": str(oracle_host),
+        "KERASTUNER_ORACLE_PORT": str(int(port)),
+    }
+    threads = 1 if role == CHIEF else max(1, int(cpu_count) // n_workers)
+    env.update({name: str(threads) for name in THREAD_VARS})
+    if role == CHIEF:
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    elif gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpus[int(role) % len(gpus)])
+        if n_workers > len(gpus):
+            env["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    return env
+
+
+@dataclass
+class LaunchResult:
+    """What `launch` saw: per tuner id, the last exit code, wall seconds and restarts."""
+
+    port: int
+    returncodes: dict[str, int | None] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)  # idle workers stopped after the chief ended
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The chief ended the search by itself (every trial ended) and nothing timed out."""
+        return self.error is None and self.returncodes.get(CHIEF) == 0
+
+
+class _Role:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path):
+        self.name, self.argv, self.env, self.log = name, argv, env, log
+        self.proc: subprocess.Popen | None = None
+        self.t0 = time.monotonic()
+        self.t1: float | None = None
+        self.attempts = 0
+        self.done = False
+
+    def start(self) -> None:
+        self.attempts += 1
+        with open(self.log, "ab") as fh:
+            fh.write(f"== {self.name}: start {self.attempts} ==\n".encode())
+            fh.flush()
+            # A session of its own: Ctrl-C reaches only the launcher, which stops the group.
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def poll(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def finish(self) -> None:
+        self.done = True
+        self.t1 = time.monotonic()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM the role's process group, SIGKILL after `grace` seconds."""
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(p.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                return
+            try:
+                p.wait(timeout=wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def last_line(self) -> str:
+        try:
+            lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        lines = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("== ")]
+        return lines[-1][:300] if lines else ""
+
+
+def launch(
+    argv_for_role: Callable[[Role], list[str]],
+    n_workers: int,
+    run_dir: str | os.PathLike,
+    env_base: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    on_line: Callable[[str], None] = print,
+    timeout: float | None = None,
+    *,
+    bind_host: str | None = None,
+    cpu_count: int | None = None,
+    gpus: Sequence[str] | None = None,
+    max_restarts: int = 2,
+    chief_grace: float = 30.0,
+    worker_grace: float = 10.0,
+    poll: float = 0.2,
+) -> LaunchResult:
+    """Run one search as a chief process plus `n_workers` worker processes; wait for the end.
+
+    `argv_for_role(role)` is the command of a role (`"chief"` or worker index): every role runs
+    the same search script, told apart only by the environment (`worker_env`) added to `env_base`
+    (default: this process's environment). Output goes to RUN_DIR/workers/<tuner id>.log; `on_line`
+    gets only the launcher's own events (restarts, failures). A worker that exits non-zero is
+    restarted with the same tuner id (at most `max_restarts` times) so its trial is re-run. The
+    chief binds `bind_host` (default `host`; use 0.0.0.0 for workers on other hosts).
+
+    Returns a `LaunchResult`; `result.ok` is False (and `result.error` says why) after `timeout`
+    seconds, when the chief fails, or when workers gave up while holding a trial. All children
+    are stopped before returning or re-raising (KeyboardInterrupt included).
+    """
+    if n_workers < 1:
+        raise UsageError(f"--workers must be >= 1. Received: {n_workers!r}")
+    port = free_port(bind_host or host) if port is None else int(port)
+    cpu_count = cpu_count or os.cpu_count() or 1
+    gpus = detect_gpus() if gpus is None else list(gpus)
+    log_dir = Path(run_dir) / "workers"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    base = dict(os.environ if env_base is None else env_base)
+
+    roles: dict[str, _Role] = {}
+    for role in [CHIEF, *range(n_workers)]:
+        name = tuner_id(role)
+        addr = (bind_host or host) if role == CHIEF else host
+        env = {**base, **worker_env(role, addr, port, n_workers, cpu_count, gpus)}
+        roles[name] = _Role(name, list(argv_for_role(role)), env, log_dir / f"{name}.log")
+    chief = roles[CHIEF]
+    workers = [r for n, r in roles.items() if n != CHIEF]
+    result = LaunchResult(port=port, logs={n: r.log for n, r in roles.items()})
+    deadline = None if timeout is None else time.monotonic() + timeout
+    chief_ended_at: float | None = None
+    workers_ended_at: float | None = None
+
+    try:
+        for r in roles.values():
+            r.start()
+        while True:
+            now = time.monotonic()
+            for w in workers:
+                rc = w.poll()
+                if w.done or rc is None:
+                    continue
+                if rc == 0 or chief.done:
+                    w.finish()
+                elif w.attempts <= max_restarts:
+                    on_line(
+                        f"worker {w.name} exited with {_describe_rc(rc)}; starting it again "
+                        f"as {w.name} to re-run its trial"
+                    )
+                    w.start()
+                else:
+                    w.finish()
+                    on_line(f"worker {w.name} exited with {_describe_rc(rc)}; giving up on it")
+            rc = chief.poll()
+            if rc is not None and not chief.done:
+                chief.finish()
+                chief_ended_at = now
+                if rc != 0:
+                    result.error = f"the chief exited with {_describe_rc(rc)}: {chief.last_line()}"
+                    break
+            if all(w.done for w in workers):
+                if chief.done:
+                    break
+                workers_ended_at = workers_ended_at or now
+                if now - workers_ended_at > chief_grace:
+                    failed = [w for w in workers if w.poll() not in (0, None)]
+                    why = "; ".join(f"{w.name}: {w.last_line()}" for w in failed)
+                    result.error = "every worker ended but the chief still waits for a trial" + (
+                        f" ({why})" if why else ""
+                    )
+                    break
+            elif chief_ended_at is not None and now - chief_ended_at > worker_grace:
+                for w in workers:
+                    if not w.done:
+                        w.stop()
+                        w.finish()
+                        result.stopped.append(w.name)
+                break
+            if deadline is not None and now > deadline:
+                result.error = f"the workers did not finish within {timeout:g} s"
+                break
+            time.sleep(poll)
+    finally:
+        for r in [*workers, chief]:  # workers first: the chief may still be serving them
+            r.stop()
+            if not r.done:
+                r.finish()
+    for name, r in roles.items():
+        result.returncodes[name] = r.poll()
+        result.durations[name] = round((r.t1 or time.monotonic()) - r.t0, 3)
+        result.restarts[name] = max(0, r.attempts - 1)
+    if result.error:
+        on_line(f"workers: {result.error} (logs in {log_dir})")
+    return result
+
+
+def _describe_rc(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"signal {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"signal {-rc}"
+    return f"exit code {rc}"
+
+
+def serve_oracle(oracle: Any, poll: float = 0.5) -> None:
+    """KerasTuner's `oracle_chief.start_server`, with a short poll and a server that stops.
+
+    Same servicer, same exit test (a worker got STOPPED, no ongoing trial, no tuner id left),
+    checked every `poll` s instead of every 20 s.
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    if server.add_insecure_port(address) == 0:
+        raise RuntimeError(f"the chief cannot listen on {address} (port in use?)")
+    server.start()
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(poll)
+    finally:
+        server.stop(grace=2).wait()
+
+
+def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> None:
+    """`tuner.search(...)` for every role of a distributed (or plain) search.
+
+    Workers and single-process runs call `tuner.search` unchanged. The chief saves the tuner and
+    serves the oracle like KerasTuner's own chief (`BaseTuner.search`), but returns within `poll`
+    seconds of the last trial's end instead of up to 20 s later.
+    """
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    if not dist_utils.is_chief_oracle():
+        tuner.search(*fit_args, **fit_kwargs)
+        return
+    if "verbose" in fit_kwargs:
+        tuner.oracle.verbose = fit_kwargs["verbose"]
+    tuner.save()
+    serve_oracle(tuner.oracle, poll=poll)

@@ -91,6 +91,7 @@ def run_search(tmp_path: Path, kind: str, n_trials: int = 4, **env) -> workers.L
         **env,
     )
     lines: list[str] = []
+    log_lines: list[tuple[str, str]] = []
     result = workers.launch(
         lambda role: [sys.executable, str(script), str(project), kind, str(n_trials)],
         n_workers=2,
@@ -100,8 +101,10 @@ def run_search(tmp_path: Path, kind: str, n_trials: int = 4, **env) -> workers.L
         timeout=150,
         cpu_count=2,
         gpus=[],
+        on_log_line=lambda name, line: log_lines.append((name, line)),
     )
     result.lines = lines  # type: ignore[attr-defined]
+    result.log_lines = log_lines  # type: ignore[attr-defined]
     return result
 
 
@@ -184,6 +187,8 @@ def test_two_workers_run_four_distinct_trials_once_each(tmp_path, kind):
     assert trials_on_disk(tmp_path) == {str(i): "COMPLETED" for i in range(4)}
     runs = runs_per_trial(tmp_path)
     assert sorted(runs) == ["0", "1", "2", "3"] and set(runs.values()) == {1}
+    done = {line for _, line in result.log_lines if line.startswith("role done")}
+    assert done == {"role done chief", "role done tuner0", "role done tuner1"}
 
 
 @pytest.mark.slow

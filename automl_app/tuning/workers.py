@@ -153,6 +153,25 @@ class _Role:
         self.t1: float | None = None
         self.attempts = 0
         self.done = False
+        self._offset = 0
+        self._partial = b""
+
+    def follow(self, on_log_line: Callable[[str, str], None] | None) -> None:
+        """Pass the log's new complete lines (launcher markers excluded) to `on_log_line`."""
+        if on_log_line is None:
+            return
+        try:
+            with open(self.log, "rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except OSError:
+            return
+        self._offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r")
+            if line and not line.startswith("== "):
+                on_log_line(self.name, line)
 
     def start(self) -> None:
         self.attempts += 1
@@ -218,13 +237,15 @@ def launch(
     chief_grace: float = 30.0,
     worker_grace: float = 10.0,
     poll: float = 0.2,
+    on_log_line: Callable[[str, str], None] | None = None,
 ) -> LaunchResult:
     """Run one search as a chief process plus `n_workers` worker processes; wait for the end.
 
     `argv_for_role(role)` is the command of a role (`"chief"` or worker index): every role runs
     the same search script, told apart only by the environment (`worker_env`) added to `env_base`
     (default: this process's environment). Output goes to RUN_DIR/workers/<tuner id>.log; `on_line`
-    gets only the launcher's own events (restarts, failures). A worker that exits non-zero is
+    gets only the launcher's own events (restarts, failures); `on_log_line(tuner_id, line)`, if
+    given, gets every new line of the logs as it appears (e.g. to echo the "trial …" lines). A worker that exits non-zero is
     restarted with the same tuner id (at most `max_restarts` times) so its trial is re-run. The
     chief binds `bind_host` (default `host`; use 0.0.0.0 for workers on other hosts).
 
@@ -259,6 +280,8 @@ def launch(
             r.start()
         while True:
             now = time.monotonic()
+            for r in roles.values():
+                r.follow(on_log_line)
             for w in workers:
                 rc = w.poll()
                 if w.done or rc is None:
@@ -308,6 +331,7 @@ def launch(
             r.stop()
             if not r.done:
                 r.finish()
+            r.follow(on_log_line)
     for name, r in roles.items():
         result.returncodes[name] = r.poll()
         result.durations[name] = round((r.t1 or time.monotonic()) - r.t0, 3)

@@ -250,22 +250,61 @@ def trial_hyperparameters(run_dir: str | os.PathLike, trial_id: str):
     return kt.engine.trial.Trial.load(str(path)).hyperparameters
 
 
-def load_trial_model(run_dir: str | os.PathLike, trial_id: str, manifest=None):
-    """Build trial `trial_id` from its hyperparameters and load KerasTuner's best-epoch weights."""
+def load_trial_model(run_dir: str | os.PathLike, trial_id: str, manifest=None, data=None):
+    """Trial `trial_id` as KerasTuner kept it: its hyperparameters and best-epoch weights.
+
+    The checkpoint is loaded when the search kept it (`--keep-checkpoints`); otherwise the trial
+    is retrained on the same split with the run's seed and tuned epochs, keeping the weights of
+    its best epoch by the objective, as KerasTuner does. Returns (model, "checkpoint"|"retrained").
+    """
     from automl_app.tf_env import tf
 
     tf()
     run_dir = Path(run_dir)
     manifest = manifest or _search_manifest(run_dir)
     hp = trial_hyperparameters(run_dir, trial_id)
-    model = _hypermodel(manifest, seed=None).build(hp)
     ckpt = run_dir / "tuner" / f"trial_{trial_id}" / "checkpoint.weights.h5"
-    if not ckpt.is_file():
-        raise UsageError(f"trial {trial_id!r} has no checkpoint ({ckpt}); it did not finish")
-    with warnings.catch_warnings():  # Keras notes the optimizer state it does not restore
-        warnings.simplefilter("ignore")
-        model.load_weights(str(ckpt))
-    return model
+    if ckpt.is_file():
+        model = _hypermodel(manifest, seed=None).build(hp)
+        with warnings.catch_warnings():  # Keras notes the optimizer state it does not restore
+            warnings.simplefilter("ignore")
+            model.load_weights(str(ckpt))
+        return model, "checkpoint"
+    import keras
+
+    name, direction = report.objective(run_dir, manifest)
+    epochs = _tuned_epochs(manifest, hp)
+    keep_best = keras.callbacks.EarlyStopping(
+        monitor=name, mode=direction, patience=epochs + 1, restore_best_weights=True
+    )
+    seed = int(manifest["config"]["tuner"].get("seed", 0))
+    model, _ = _train(manifest, hp, data or _load_data(manifest), seed, epochs, [keep_best])
+    return model, "retrained"
+
+
+def _tuned_epochs(manifest: Mapping[str, Any], hp) -> int:
+    """The epoch budget a trial was tuned at (Hyperband's `tuner/epochs`, else --epochs)."""
+    return int(hp.values.get("tuner/epochs") or manifest["config"]["tuner"]["epochs"])
+
+
+def _train(manifest: Mapping[str, Any], hp, data, seed: int, epochs: int, callbacks=()):
+    """Build and fit one configuration exactly as the search's hypermodel does; (model, s)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    hm = _hypermodel(manifest, seed=seed)
+    model = hm.build(hp)
+    if manifest["config"]["space"].get("hypermodel"):
+        x, kw = data.x_train.astype("float32") / 255.0, {"y": data.y_train}
+        val = (data.x_val.astype("float32") / 255.0, data.y_val)
+    else:
+        x, val = data.as_datasets()
+        kw = {}
+    t0 = time.perf_counter()
+    hm.fit(
+        hp, model, x, validation_data=val, epochs=epochs, verbose=0, callbacks=list(callbacks), **kw
+    )
+    return model, time.perf_counter() - t0
 
 
 def _load_data(manifest: Mapping[str, Any]):
@@ -335,8 +374,8 @@ def select(
         f"selected trial {tid}: {by_col}={report._fmt(row[by_col])} (lowest of {len(ok)} "
         f"passing {where or 'no condition'}); objective {report._fmt(row.get('objective'))}"
     )
-    model = load_trial_model(run_dir, tid, manifest)
     data = _load_data(manifest)
+    model, how = load_trial_model(run_dir, tid, manifest, data)
     spec = _spec(manifest)
     names = list(manifest["data"]["class_names"])
     val_probs = _probabilities(model, data.x_val, spec)
@@ -346,7 +385,9 @@ def select(
         if col in checked and not _OPS[op](checked[col], value):
             raise AutomlError(
                 f"trial {tid} rebuilt from its checkpoint gives {col}={checked[col]:.4f}, which "
-                f"does not meet {col}{op}{value} (trials.csv says {row.get(col)}); not exported"
+                f"does not meet {col}{op}{value} (trials.csv says {row.get(col)}; model "
+                f"{how}); not exported. Search with --keep-checkpoints N to keep every trial's "
+                "weights"
             )
     x_test, y_test = data.test()
     out = run_dir / "selected"
@@ -362,12 +403,14 @@ def select(
         "hyperparameters": {k[3:]: v for k, v in row.items() if k.startswith("hp_")},
         "trial_row": dict(row),
         "val_recomputed": val,
+        "weights": how,
         "test": test,
         "config": manifest.get("config"),
     }
     info = export.export_best(model, spec, x_test[:64], out, labels=names, card=card)
     result = {
         "trial_id": tid,
+        "weights": how,
         "by": by_col,
         "value": row[by_col],
         "where": where,
@@ -678,27 +721,15 @@ def reproduce(
     spec = _spec(manifest)
     base_seed = int(manifest["config"]["tuner"].get("seed", 0)) + 1000
     seed_list = [base_seed + i for i in range(seeds)]
-    default_epochs = int(manifest["config"]["tuner"]["epochs"])
-    user = bool(manifest["config"]["space"].get("hypermodel"))
-    if user:
-        fit_x, fit_kw = data.x_train.astype("float32") / 255.0, {"y": data.y_train}
-        val = (data.x_val.astype("float32") / 255.0, data.y_val)
-    else:
-        fit_x, val = data.as_datasets()
-        fit_kw = {}
     configs = []
     for row in chosen:
         tid = str(row["trial_id"])
         hp = trial_hyperparameters(run_dir, tid)
-        epochs = int(hp.values.get("tuner/epochs") or default_epochs)
+        epochs = _tuned_epochs(manifest, hp)
         scores, secs = [], []
         for seed in seed_list:
-            keras.utils.set_random_seed(seed)
-            hm = _hypermodel(manifest, seed=seed)
-            model = hm.build(hp)
-            t0 = time.perf_counter()
-            hm.fit(hp, model, fit_x, validation_data=val, epochs=epochs, verbose=0, **fit_kw)
-            secs.append(time.perf_counter() - t0)
+            model, seconds = _train(manifest, hp, data, seed, epochs)
+            secs.append(seconds)
             probs = _probabilities(model, x_test, spec)
             scores.append(float(np.mean(np.argmax(probs, axis=1) == y_test)))
             say(f"trial {tid} seed {seed}: test accuracy {scores[-1]:.4f} ({secs[-1]:.1f}s)")
@@ -811,12 +842,23 @@ def log_mlflow(
     KerasTuner's trial.json or TensorBoard logs); the parent carries the config, test metrics,
     report/ and best/ as artifacts. Returns the parent run's id.
     """
+    import logging
+
     mlflow = _mlflow()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     manifest = runs.load_manifest(run_dir)
     rows = report.load_trials(run_dir)
+    if uri.startswith("file:") or "://" not in uri:
+        # MLflow 3 keeps the file store behind an opt-in; a local folder is what was asked for.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(uri)
     name = experiment or f"automl-{(manifest.get('data') or {}).get('dataset') or run_dir.name}"
+    if mlflow.get_experiment_by_name(name) is None:
+        location = None
+        if uri.startswith("sqlite:///"):  # artifacts beside the database, not in the cwd
+            location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(name, artifact_location=location)
     mlflow.set_experiment(name)
     curves: dict[str, dict[str, list]] = {}
     for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):

@@ -183,6 +183,13 @@ def _space_names() -> str:
     show_default=True,
     help="Train each configuration N times and average (KerasTuner).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Parallel trials: a KerasTuner chief oracle and N worker processes.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--run-dir",
@@ -218,6 +225,7 @@ def search_image(
     keep_checkpoints,
     min_batch_size,
     executions_per_trial,
+    workers,
     seed,
     run_dir,
     overwrite,
@@ -258,6 +266,7 @@ def search_image(
                 keep_checkpoints=keep_checkpoints,
                 min_batch_size=min_batch_size,
                 executions_per_trial=executions_per_trial,
+                workers=workers,
             ),
             run_dir=run_dir,
             overwrite=overwrite,
@@ -280,6 +289,42 @@ def export_cmd(run_dir, out, verbose):
 
     set_verbose(verbose)
     _run(lambda: workflows.export_run(run_dir, out, say=_echo), verbose)
+
+
+@cli.command("worker")
+@click.option(
+    "--run-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The run directory the chief was started with (shared disk across hosts).",
+)
+@click.option("--oracle", required=True, metavar="HOST:PORT", help="The chief oracle's address.")
+@click.option(
+    "--tuner-id", default=None, help="chief, or a worker id (default: tuner-<hostname>-<pid>)."
+)
+@click.option("--verbose", is_flag=True)
+def worker_cmd(run_dir, oracle, tuner_id, verbose):
+    """Join a parallel search as one of its roles (KerasTuner's distributed mode)."""
+    import os
+    import socket
+
+    from automl_app import workflows
+    from automl_app.tf_env import set_verbose
+    from automl_app.tuning.workers import parse_oracle
+
+    def go():
+        host, port = parse_oracle(oracle)
+        os.environ["KERASTUNER_ORACLE_IP"] = host
+        os.environ["KERASTUNER_ORACLE_PORT"] = str(port)
+        os.environ["KERASTUNER_TUNER_ID"] = (
+            tuner_id
+            or os.environ.get("KERASTUNER_TUNER_ID")
+            or f"tuner-{socket.gethostname()}-{os.getpid()}"
+        )
+        set_verbose(verbose)
+        workflows.worker(run_dir, say=_echo)
+
+    _run(go, verbose)
 
 
 @cli.command("spaces")

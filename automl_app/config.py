@@ -72,6 +72,18 @@ class SearchConfig:
         return asdict(self)
 
 
+def search_config_from_dict(d: dict[str, Any]) -> SearchConfig:
+    """Rebuild a SearchConfig from run.json's `config` (for workers, resume and reproduce)."""
+    tuner = dict(d.get("tuner", {}))
+    tuner["enqueue"] = tuple(tuner.get("enqueue") or ())
+    return SearchConfig(
+        data=DataConfig(**d.get("data", {})),
+        space=SpaceConfig(**d.get("space", {})),
+        tuner=TunerConfig(**tuner),
+        **{k: v for k, v in d.items() if k not in ("data", "space", "tuner")},
+    )
+
+
 def validate_search(cfg: SearchConfig) -> SearchConfig:
     """Checks that need no library import; raises UsageError (exit 2)."""
     from automl_app.tuning import PRUNER_NAMES, TUNER_NAMES

@@ -88,7 +88,7 @@ def _csv_cell(v: Any) -> Any:
     if v is None:
         return ""
     if isinstance(v, float):
-        return repr(round(v, 6))
+        return f"{v:.8g}"  # learning rates like 4.0554607e-03 keep their digits
     return v
 
 

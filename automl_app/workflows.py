@@ -32,26 +32,12 @@ def search(cfg: SearchConfig, say: Say = print) -> dict[str, Any]:
     With cfg.resume an interrupted run continues from KerasTuner's saved project: finished
     trials are kept, the one in flight is re-run, and max_trials may be raised.
     """
-    from automl_app import models, spaces
     from automl_app.data import datasets
     from automl_app.tf_env import set_verbose
 
     validate_search(cfg)
     set_verbose(cfg.verbose)
-    space = None
-    if cfg.space.hypermodel is None:
-        space = spaces.load(
-            cfg.space.space or DEFAULT_SPACE[cfg.task],
-            known=models.known(),
-            overrides=cfg.space.overrides,
-        )
-        space = spaces.with_min_batch_size(space, cfg.tuner.min_batch_size)
-        if cfg.tuner.enqueue:
-            from automl_app.tuning.enqueue import check_names
-
-            check_names(list(cfg.tuner.enqueue), set(space.names))
-    elif cfg.tuner.lr_find:
-        raise UsageError("--lr-find needs a --space (it trains the space's default configuration)")
+    space = _load_space(cfg)
     if cfg.data.dataset in datasets.RAW_FILES:
         datasets.precheck_offline(cfg.data.dataset)  # before any directory is written
     run_dir = runs.prepare_run_dir(
@@ -79,6 +65,15 @@ def search(cfg: SearchConfig, say: Say = print) -> dict[str, Any]:
         )
     try:
         summary = _search(cfg, space, run_dir, say, t_start, previous)
+    except UsageError:
+        if previous is not None:  # a refused resume leaves the run as it was
+            runs.update(
+                run_dir,
+                status=previous.get("status"),
+                config=previous.get("config"),
+                resumed=previous.get("resumed", 0),
+            )
+        raise
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         runs.update(
@@ -88,6 +83,125 @@ def search(cfg: SearchConfig, say: Say = print) -> dict[str, Any]:
             wall_seconds=round(time.perf_counter() - t_start, 2),
         )
         raise
+    return summary
+
+
+def _load_space(cfg: SearchConfig):
+    """The validated search space (None for a user hypermodel), with --min-batch-size applied."""
+    from automl_app import models, spaces
+
+    if cfg.space.hypermodel is not None:
+        if cfg.tuner.lr_find:
+            raise UsageError(
+                "--lr-find needs a --space (it trains the space's default configuration)"
+            )
+        return None
+    space = spaces.load(
+        cfg.space.space or DEFAULT_SPACE[cfg.task],
+        known=models.known(),
+        overrides=cfg.space.overrides,
+    )
+    space = spaces.with_min_batch_size(space, cfg.tuner.min_batch_size)
+    if cfg.tuner.enqueue:
+        from automl_app.tuning.enqueue import check_names
+
+        check_names(list(cfg.tuner.enqueue), set(space.names))
+    return space
+
+
+def worker(run_dir: str | Path, say: Say = print) -> None:
+    """One role of a parallel search (chief or worker), configured from RUN_DIR/run.json.
+
+    KERASTUNER_TUNER_ID / _ORACLE_IP / _ORACLE_PORT must be set: the chief serves KerasTuner's
+    oracle over gRPC, workers ask it for trials and train them (KerasTuner's distributed mode).
+    """
+    import os
+
+    from automl_app.config import search_config_from_dict
+    from automl_app.data import datasets
+    from automl_app.tf_env import set_verbose, tf
+    from automl_app.tuning import budget
+    from automl_app.tuning.tuners import run_search
+
+    run_dir = Path(run_dir)
+    cfg = search_config_from_dict(runs.load_manifest(run_dir)["config"])
+    set_verbose(cfg.verbose)
+    space = _load_space(cfg)
+    data = datasets.load(
+        cfg.data.dataset,
+        seed=cfg.data.seed,
+        val_fraction=cfg.data.val_fraction,
+        max_samples=cfg.data.max_samples,
+        verbose=cfg.verbose,
+    )
+    tf()
+    import keras
+
+    keras.utils.set_random_seed(cfg.tuner.seed)
+    deadline = budget.Deadline.after(cfg.tuner.time_budget) if cfg.tuner.time_budget else None
+    is_chief = "chief" in os.environ.get("KERASTUNER_TUNER_ID", "")
+    tuner, fit_args = _make_tuner(
+        cfg, space, data, run_dir, say, deadline, lr_find=is_chief and cfg.tuner.lr_find
+    )
+    run_search(
+        tuner,
+        epochs=cfg.tuner.epochs,
+        tensorboard_dir=run_dir / "tensorboard",
+        prune=cfg.tuner.prune,
+        min_epochs=cfg.tuner.min_epochs,
+        deadline=deadline,
+        **fit_args,
+    )
+
+
+def _run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> None:
+    """Start a chief and N workers (KerasTuner's gRPC mode on 127.0.0.1) and wait for them."""
+    import sys
+
+    from automl_app.tuning import workers
+
+    port = workers.free_port()
+
+    def argv(role):
+        return [
+            sys.executable,
+            "-m",
+            "automl_app.cli",
+            "worker",
+            "--run-dir",
+            str(run_dir),
+            "--oracle",
+            f"127.0.0.1:{port}",
+            "--tuner-id",
+            workers.tuner_id(role),
+        ]
+
+    say(
+        f"parallel: chief oracle on 127.0.0.1:{port}, {cfg.tuner.workers} workers "
+        f"(logs in {run_dir / 'workers'})"
+    )
+    res = workers.launch(
+        argv,
+        cfg.tuner.workers,
+        run_dir,
+        port=port,
+        on_line=say,
+        on_log_line=lambda _, line: say(line) if line.startswith(("trial ", "warning: ")) else None,
+    )
+    if not res.ok:
+        raise SearchError(f"parallel search failed: {res.error} (logs in {run_dir / 'workers'})")
+
+
+def _parallel_stop_summary(tuner, cfg: SearchConfig) -> dict[str, Any]:
+    """Why a parallel search ended, read back from the reloaded oracle."""
+    from automl_app.tuning import budget
+
+    summary = budget.stop_summary(tuner.oracle)
+    if summary["trials"] >= cfg.tuner.max_trials:
+        summary["stop_reason"] = "max_trials"
+    else:
+        summary["stop_reason"] = "time_budget" if cfg.tuner.time_budget else "space_exhausted"
+    summary["workers"] = cfg.tuner.workers
     return summary
 
 
@@ -145,26 +259,31 @@ def _search(
     import keras
 
     keras.utils.set_random_seed(cfg.tuner.seed)
-    tuner, fit_args = _make_tuner(cfg, space, data, run_dir, say, deadline)
-    say(
-        f"search: {cfg.tuner.tuner} over "
-        f"{space.source if space else cfg.space.hypermodel}, max {cfg.tuner.max_trials} trials x "
-        f"{cfg.tuner.epochs} epochs, objective {tuner.oracle.objective.name} "
-        f"({tuner.oracle.objective.direction})"
-        + (f", prune {cfg.tuner.prune}" if cfg.tuner.prune != "none" else "")
-        + (f", budget {cfg.tuner.time_budget:g}s" if cfg.tuner.time_budget else "")
-    )
     from automl_app.tuning.tuners import completed_trials, run_search
 
-    stop = run_search(
-        tuner,
-        epochs=cfg.tuner.epochs,
-        tensorboard_dir=run_dir / "tensorboard",
-        prune=cfg.tuner.prune,
-        min_epochs=cfg.tuner.min_epochs,
-        deadline=deadline,
-        **fit_args,
-    )
+    if cfg.tuner.workers > 1:
+        _run_parallel(cfg, run_dir, say)
+        tuner, _ = _make_tuner(cfg, space, data, run_dir, say, None, lr_find=False)  # reload
+        stop = _parallel_stop_summary(tuner, cfg)
+    else:
+        tuner, fit_args = _make_tuner(cfg, space, data, run_dir, say, deadline)
+        say(
+            f"search: {cfg.tuner.tuner} over "
+            f"{space.source if space else cfg.space.hypermodel}, max {cfg.tuner.max_trials} "
+            f"trials x {cfg.tuner.epochs} epochs, objective {tuner.oracle.objective.name} "
+            f"({tuner.oracle.objective.direction})"
+            + (f", prune {cfg.tuner.prune}" if cfg.tuner.prune != "none" else "")
+            + (f", budget {cfg.tuner.time_budget:g}s" if cfg.tuner.time_budget else "")
+        )
+        stop = run_search(
+            tuner,
+            epochs=cfg.tuner.epochs,
+            tensorboard_dir=run_dir / "tensorboard",
+            prune=cfg.tuner.prune,
+            min_epochs=cfg.tuner.min_epochs,
+            deadline=deadline,
+            **fit_args,
+        )
     runs.update(run_dir, search=stop)
     done = completed_trials(tuner)
     if not done:
@@ -215,7 +334,9 @@ def _search(
     return manifest
 
 
-def _make_tuner(cfg: SearchConfig, space, data, run_dir: Path, say: Say, deadline):
+def _make_tuner(
+    cfg: SearchConfig, space, data, run_dir: Path, say: Say, deadline, lr_find: bool | None = None
+):
     from automl_app.models.hypermodel import (
         SpaceHyperModel,
         UserHyperModel,
@@ -229,7 +350,7 @@ def _make_tuner(cfg: SearchConfig, space, data, run_dir: Path, say: Say, deadlin
         hypermodel = SpaceHyperModel(space, info.image_shape, info.num_classes, seed=cfg.tuner.seed)
         train, val = data.as_datasets()
         fit_args = {"train": train, "val": val}
-        if cfg.tuner.lr_find:
+        if cfg.tuner.lr_find if lr_find is None else lr_find:
             enqueue = [_lr_find(hypermodel, train, space, run_dir, say, cfg.tuner.seed)] + enqueue
     else:
         hypermodel = UserHyperModel(load_user_hypermodel(cfg.space.hypermodel), info.num_classes)

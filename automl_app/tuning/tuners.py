@@ -8,6 +8,8 @@ measures speed and latency, keeps only the best checkpoints and prints one line 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import statistics
 import time
@@ -145,8 +147,16 @@ class RecordingMixin:
         finally:
             self._record(trial)
             self._drop_checkpoints()
+            release_memory()
 
     def _record(self, trial) -> None:
+        """Record under a file lock: parallel workers share one trial table."""
+        trial = self.oracle.get_trial(trial.trial_id)  # scored by the (possibly remote) oracle
+        with _trials_lock(self._run_dir):
+            self._rows.update(load_rows(self._run_dir))  # rows other workers wrote
+            self._record_row(trial)
+
+    def _record_row(self, trial) -> None:
         seconds = time.perf_counter() - self._current.get("t0", time.perf_counter())
         epoch_s = self._current.get("epoch_seconds", [])
         obj = self.oracle.objective
@@ -237,13 +247,45 @@ class RecordingMixin:
 
     def _drop_checkpoints(self) -> None:
         """Keep the weights of the best K trials only (KerasTuner keeps every trial's)."""
+        from automl_app.tuning.pruning import _all_trials  # local oracle or gRPC client
+
         best = {t.trial_id for t in self.oracle.get_best_trials(self._keep)}
-        for trial_id, trial in self.oracle.trials.items():
-            if trial_id in best or str(trial.status) == "RUNNING":
+        for trial in _all_trials(self.oracle):
+            if trial.trial_id in best or str(trial.status) == "RUNNING":
                 continue
-            ckpt = Path(self._get_checkpoint_fname(trial_id))
+            ckpt = Path(self._get_checkpoint_fname(trial.trial_id))
             if ckpt.exists():
                 ckpt.unlink()
+
+
+@contextlib.contextmanager
+def _trials_lock(run_dir: Path):
+    """An exclusive lock on RUN_DIR/.trials.lock (workers on one machine or a shared disk)."""
+    import fcntl
+
+    with open(Path(run_dir) / ".trials.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def release_memory() -> None:
+    """Between trials: drop Keras' global state, collect, and give freed heap back to the OS.
+
+    TensorFlow's allocations fragment glibc's heap; without malloc_trim the resident size keeps
+    growing over a long search even though nothing leaks in Python.
+    """
+    import ctypes
+    import gc
+
+    keras.backend.clear_session()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl)
+        pass
 
 
 def _value_at_best_step(trial, name: str) -> float | None:
@@ -286,13 +328,17 @@ def save_rows(run_dir: Path, rows: dict[str, dict[str, Any]]) -> None:
 
 
 def _tuner_class(name: str):
-    base = {
-        "random": kt.RandomSearch,
-        "grid": kt.GridSearch,
-        "bayesian": kt.BayesianOptimization,
-        "hyperband": kt.Hyperband,
-        "tpe": kt.Tuner,
-    }[name]
+    if name == "grid":  # KerasTuner's own GridSearch runs no new trials after a reload
+        from automl_app.tuning.grid import ResumableGridSearch
+
+        base = ResumableGridSearch
+    else:
+        base = {
+            "random": kt.RandomSearch,
+            "bayesian": kt.BayesianOptimization,
+            "hyperband": kt.Hyperband,
+            "tpe": kt.Tuner,
+        }[name]
     mixins = (RecordingMixin,) if name == "hyperband" else (RecordingMixin, PruningTunerMixin)
     return type(f"Automl{base.__name__}", (*mixins, base), {})
 
@@ -336,26 +382,29 @@ def make_tuner(
     common = dict(directory=str(run_dir), project_name=PROJECT, overwrite=overwrite)
     oracle_args = dict(objective=obj, seed=seed, max_consecutive_failed_trials=max_failures)
     cls = _tuner_class(name)
-    if name == "tpe":
-        from automl_app.tuning.tpe import TPEOracle
+    # KerasTuner prints "Reloading Tuner from ..." on resume; we say it ourselves.
+    quiet = contextlib.nullcontext() if is_verbose() else contextlib.redirect_stdout(io.StringIO())
+    with quiet:
+        if name == "tpe":
+            from automl_app.tuning.tpe import TPEOracle
 
-        oracle = TPEOracle(max_trials=max_trials, **oracle_args)
-        tuner = cls(
-            oracle=oracle,
-            hypermodel=hypermodel,
-            executions_per_trial=executions_per_trial,
-            **common,
-        )
-    elif name == "hyperband":
-        tuner = cls(hypermodel, max_epochs=max(epochs, 2), factor=3, **oracle_args, **common)
-    else:
-        tuner = cls(
-            hypermodel,
-            max_trials=max_trials,
-            executions_per_trial=executions_per_trial,
-            **oracle_args,
-            **common,
-        )
+            oracle = TPEOracle(max_trials=max_trials, **oracle_args)
+            tuner = cls(
+                oracle=oracle,
+                hypermodel=hypermodel,
+                executions_per_trial=executions_per_trial,
+                **common,
+            )
+        elif name == "hyperband":
+            tuner = cls(hypermodel, max_epochs=max(epochs, 2), factor=3, **oracle_args, **common)
+        else:
+            tuner = cls(
+                hypermodel,
+                max_trials=max_trials,
+                executions_per_trial=executions_per_trial,
+                **oracle_args,
+                **common,
+            )
     tuner.oracle.max_trials = max_trials  # same meaning everywhere; may grow on resume
     budget.attach_budget(tuner.oracle, deadline)
     attach_queue(tuner.oracle, list(enqueue or []))
@@ -403,7 +452,9 @@ def run_search(
     kwargs: dict[str, Any] = {"validation_data": validation, "callbacks": callbacks, "verbose": 0}
     if not isinstance(tuner, kt.Hyperband):
         kwargs["epochs"] = epochs
-    tuner.search(*args, **kwargs)
+    from automl_app.tuning import workers
+
+    workers.search(tuner, *args, **kwargs)  # plain tuner.search, or the chief's oracle server
     summary = budget.stop_summary(tuner.oracle)
     if summary["stop_reason"] == "consecutive_failures":
         first = summary.get("stop_message") or getattr(tuner, "first_failure", None)

@@ -1,0 +1,174 @@
+"""Search options of the tuning engine, end to end on tiny data (digits, 1-3 epochs)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from automl_app.cli import cli
+
+TINY = ["search", "image", "--space", "fcn", "--set", "num_layers=2", "--set", "layer_size=512",
+        "--max-samples", "300", "--seed", "0"]
+
+
+def search(tmp_path: Path, *args: str, name: str = "run"):
+    run = tmp_path / name
+    res = CliRunner().invoke(cli, [*TINY, "--run-dir", str(run), *args], prog_name="automl")
+    return res, run
+
+
+def rows(run: Path) -> list[dict]:
+    with open(run / "trials.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_enqueued_configurations_run_first(tmp_path):
+    extra = tmp_path / "more.yaml"
+    extra.write_text("- {optimizer: rmsprop, learning_rate: 0.0005}\n")
+    res, run = search(tmp_path, "--max-trials", "3", "--epochs", "1", "--enqueue",
+                      '{"learning_rate": 0.003, "optimizer": "adam"}', "--enqueue", str(extra))
+    assert res.exit_code == 0, res.output
+    r = rows(run)
+    assert (r[0]["hp_optimizer"], float(r[0]["hp_learning_rate"])) == ("adam", 0.003)
+    assert (r[1]["hp_optimizer"], float(r[1]["hp_learning_rate"])) == ("rmsprop", 0.0005)
+    assert len(r) == 3
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--enqueue", '{"units": 3}'], "not in the search space"),
+        (["--enqueue", "[1, 2]"], "--enqueue takes a JSON/YAML mapping"),
+        (["--time-budget", "10x"], "`--time-budget` must look like 90s, 10m or 2h"),
+        (["--objective", "val_top5"], "pass --direction min or --direction max"),
+        (["--tuner", "hyperband", "--prune", "median"], "Hyperband prunes by itself"),
+        (["--min-batch-size", "4096"], "removes every batch_size"),
+        (["--resume"], "does not exist"),
+    ],
+)
+def test_option_errors_exit_2(tmp_path, args, fragment):
+    res, _ = search(tmp_path, *args)
+    assert res.exit_code == 2, res.output
+    assert fragment in res.output
+
+
+@pytest.mark.slow
+def test_lr_find_saves_plot_and_seeds_first_trial(tmp_path):
+    res, run = search(tmp_path, "--lr-find", "--max-trials", "2", "--epochs", "1")
+    assert res.exit_code == 0, res.output
+    assert (run / "report" / "lr_find.png").stat().st_size > 1000
+    found = json.loads((run / "report" / "lr_find.json").read_text())
+    assert float(rows(run)[0]["hp_learning_rate"]) == pytest.approx(
+        found["enqueued_learning_rate"], rel=1e-6)
+    assert 1e-4 <= found["enqueued_learning_rate"] <= 1.0  # clipped to the space's range
+
+
+@pytest.mark.slow
+def test_time_budget_stops_and_still_exports(tmp_path):
+    res, run = search(tmp_path, "--time-budget", "4s", "--max-trials", "100", "--epochs", "2")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["stop_reason"] == "time_budget"
+    assert manifest["search"]["time_budget_s"] == 4
+    assert 1 <= manifest["trials"]["completed"] < 100
+    assert (run / "best" / "saved_model" / "saved_model.pb").exists()
+
+
+@pytest.mark.slow
+def test_objective_val_loss_is_minimised_and_columns_recorded(tmp_path):
+    res, run = search(tmp_path, "--objective", "val_loss", "--max-trials", "3", "--epochs", "2",
+                      "--keep-checkpoints", "1", "--min-batch-size", "64")
+    assert res.exit_code == 0, res.output
+    assert "objective val_loss (min)" in res.output
+    r = rows(run)
+    best = json.loads((run / "run.json").read_text())["best_trial"]
+    assert best["score"] == pytest.approx(min(float(x["objective"]) for x in r))
+    for x in r:
+        assert float(x["seconds_per_epoch"]) > 0 and float(x["samples_per_s"]) > 0
+        assert int(x["params"]) > 0 and float(x["latency_ms_b1"]) > 0
+        assert float(x["latency_ms_b256"]) > 0 and int(x["hp_batch_size"]) >= 64
+    ckpts = list((run / "tuner").glob("trial_*/checkpoint.weights.h5"))
+    assert len(ckpts) == 1 and ckpts[0].parent.name == f"trial_{best['trial_id']}"
+
+
+TERRIBLE = """
+model: fcn
+hyperparameters:
+  optimizer:     {type: fixed, value: sgd}
+  learning_rate: {type: choice, values: [0.05, 40.0]}
+  num_layers:    {type: fixed, value: 2}
+  layer_size:    {type: choice, values: [64, 128, 256]}
+  batch_size:    {type: fixed, value: 32}
+"""
+
+
+@pytest.mark.slow
+def test_median_pruning_stops_the_terrible_learning_rate(tmp_path):
+    space = tmp_path / "terrible.yaml"
+    space.write_text(TERRIBLE)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["search", "image", "--space", str(space), "--max-samples",
+                                   "400", "--tuner", "tpe", "--max-trials", "8", "--epochs", "4",
+                                   "--prune", "median", "--seed", "3", "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    r = rows(run)
+    pruned = [x for x in r if x["status"] == "pruned"]
+    assert pruned, res.output
+    assert all(float(x["hp_learning_rate"]) == 40.0 for x in pruned)
+    assert all(int(x["pruned_at"]) < 4 for x in pruned)
+    good = [x for x in r if float(x["hp_learning_rate"]) == 0.05]
+    assert good and all(x["status"] == "completed" and int(x["epochs"]) == 4 for x in good)
+
+
+def test_slow_batch_size_warning():
+    from automl_app.tuning.tuners import RecordingMixin
+
+    class Fake(RecordingMixin):
+        pass
+
+    lines: list[str] = []
+    fake = Fake()
+    fake._on_line = lines.append
+    fake._rows = {str(i): {"seconds_per_epoch": 1.0} for i in range(4)}
+    slow = {"seconds_per_epoch": 9.0}
+    fake._rows["4"] = slow
+
+    class Trial:
+        trial_id = "4"
+
+        class hyperparameters:  # noqa: N801
+            values = {"batch_size": 16}
+
+    fake._warn_if_slow(slow, Trial)
+    assert lines and "batch_size=16" in lines[0] and "--min-batch-size" in lines[0]
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_over_30_trials(tmp_path):
+    import psutil
+
+    from automl_app import workflows
+    from automl_app.config import DataConfig, SearchConfig, SpaceConfig, TunerConfig
+
+    proc = psutil.Process()
+    rss: list[float] = []
+
+    def on_line(line: str) -> None:
+        if line.startswith("trial "):
+            rss.append(proc.memory_info().rss / 2**20)
+
+    cfg = SearchConfig(
+        data=DataConfig(dataset="digits", max_samples=200),
+        space=SpaceConfig(space="fcn", overrides={"num_layers": 2, "batch_size": 64}),
+        tuner=TunerConfig(tuner="random", max_trials=30, epochs=1, seed=0),
+        run_dir=str(tmp_path / "run"),
+    )
+    workflows.search(cfg, say=on_line)
+    assert len(rss) == 30
+    growth = rss[-1] - rss[4]
+    assert growth < 300, f"RSS grew {growth:.0f} MB between trial 5 and 30 ({rss})"

@@ -856,9 +856,15 @@ def _write_html(
             _html_table(["hyperparameter", "importance"], [(k, _fmt(v)) for k, v in imp.items()])
         )
     parts.append("<h2>Plots</h2>")
-    for name in PLOTS:
-        if name in plots:
-            data = base64.b64encode(Path(plots[name]).read_bytes()).decode("ascii")
+    # Ours first, then any other PNG a command left in report/ (e.g. lr_find.png).
+    shown = {n: Path(plots[n]) for n in PLOTS if n in plots}
+    known = {p.resolve() for p in shown.values()}
+    for extra in sorted(out.glob("*.png")):
+        if extra.resolve() not in known and not extra.name.startswith("."):
+            shown[extra.stem] = extra
+    for name, png in shown.items():
+        if png.is_file():
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
             parts.append(
                 f"<figure id='{name}'><img alt='{name}' src='data:image/png;base64,{data}'>"
                 f"<figcaption>{esc(name)}.png</figcaption></figure>"

@@ -809,7 +809,8 @@ def tensorboard(run_dir: str | os.PathLike, port: int = 0, say: Say = print) -> 
     return url, tb
 
 
-def _mlflow():
+def require_mlflow():
+    """The mlflow module, or a UsageError naming the extra to install (check before training)."""
     try:
         import mlflow
     except ImportError:
@@ -844,7 +845,7 @@ def log_mlflow(
     """
     import logging
 
-    mlflow = _mlflow()
+    mlflow = require_mlflow()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     run_dir = Path(run_dir)
     manifest = runs.load_manifest(run_dir)

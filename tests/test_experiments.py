@@ -98,7 +98,7 @@ def test_compare_gives_plain_verdicts():
 def test_mlflow_missing_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(UsageError, match=r"automl-app\[mlflow\]"):
-        experiments._mlflow()
+        experiments.require_mlflow()
 
 
 def test_commands_import_without_tensorflow_and_run_standalone():

@@ -809,7 +809,7 @@ def tensorboard(run_dir: str | os.PathLike, port: int = 0, say: Say = print) -> 
     return url, tb
 
 
-def require_mlflow():
+def require_mlflow() -> Any:
     """The mlflow module, or a UsageError naming the extra to install (check before training)."""
     try:
         import mlflow

@@ -184,6 +184,13 @@ def _space_names() -> str:
     help="Train each configuration N times and average (KerasTuner).",
 )
 @click.option(
+    "--mlflow",
+    metavar="URI",
+    default=None,
+    help="Log trials and the exported model to MLflow (file:, sqlite:, http:); "
+    "needs pip install 'automl-app[mlflow]'.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
@@ -225,6 +232,7 @@ def search_image(
     keep_checkpoints,
     min_batch_size,
     executions_per_trial,
+    mlflow,
     workers,
     seed,
     run_dir,
@@ -272,6 +280,7 @@ def search_image(
             overwrite=overwrite,
             resume=resume,
             verbose=verbose,
+            mlflow=mlflow,
         )
         return workflows.search(cfg, say=_echo)
 
@@ -339,10 +348,13 @@ def spaces_cmd():
 
 def _register_commands() -> None:
     """Commands that live in their own modules (still no TensorFlow import here)."""
+    from automl_app.cli_experiments import COMMANDS as experiment_commands
     from automl_app.cli_images import scan_images_cmd, train_scratch_cmd
 
     cli.add_command(scan_images_cmd)
     cli.add_command(train_scratch_cmd)
+    for command in experiment_commands:
+        cli.add_command(command)
 
 
 _register_commands()

@@ -61,6 +61,7 @@ class SearchConfig:
     resume: bool = False
     verbose: bool = False
     task: str = "image"
+    mlflow: str | None = None  # tracking URI (file:, sqlite:, http:)
 
     def resolved_run_dir(self) -> Path:
         """--run-dir, or runs/<dataset>-<timestamp>."""
@@ -114,6 +115,10 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
         raise UsageError(f"--keep-checkpoints must be >= 1. Received: {t.keep_checkpoints}")
     if t.workers < 1:
         raise UsageError(f"--workers must be >= 1. Received: {t.workers}")
+    if cfg.mlflow:
+        from automl_app.experiments import require_mlflow
+
+        require_mlflow()  # exit 2 before any training when the extra is missing
     if cfg.resume and cfg.overwrite:
         raise UsageError("--resume and --overwrite are exclusive: continue the run or replace it")
     if cfg.space.space and cfg.space.hypermodel:

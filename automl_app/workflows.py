@@ -192,6 +192,21 @@ def _run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> None:
         raise SearchError(f"parallel search failed: {res.error} (logs in {run_dir / 'workers'})")
 
 
+def _finish_report(run_dir: Path, cfg: SearchConfig, say: Say) -> None:
+    """Regenerate report/ (plots + index.html) and log to MLflow; a plot never fails a run."""
+    from automl_app import report
+
+    try:
+        info = report.write_report(run_dir, say=lambda _line: None)
+        say(f"report: {info['index']}")
+    except Exception as exc:  # plotting problems are reported, not fatal
+        say(f"warning: report not regenerated ({type(exc).__name__}: {exc})")
+    if cfg.mlflow:
+        from automl_app import experiments
+
+        experiments.log_mlflow(run_dir, cfg.mlflow, say=say)
+
+
 def _parallel_stop_summary(tuner, cfg: SearchConfig) -> dict[str, Any]:
     """Why a parallel search ended, read back from the reloaded oracle."""
     from automl_app.tuning import budget
@@ -321,6 +336,7 @@ def _search(
         search_seconds=round(search_seconds, 2),
         wall_seconds=round(time.perf_counter() - t_start, 2),
     )
+    _finish_report(run_dir, cfg, say)
     say(f"best trial {best_trial.trial_id}: {tuner.oracle.objective.name}={best_trial.score:.4f}")
     say(
         f"test accuracy {result['test']['accuracy']:.4f}, loss {result['test']['loss']:.4f} "

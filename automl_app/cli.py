@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from automl_app import __version__
+from automl_app.cli_autokeras import add_engine_options, image_engine_tuner
 from automl_app.data.datasets import DEFAULT_DATASET, IMAGE_DATASETS
 from automl_app.errors import AutomlError
 from automl_app.tuning import PRUNER_NAMES, TUNER_NAMES
@@ -63,6 +64,7 @@ def _space_names() -> str:
 
 
 @search.command("image")
+@add_engine_options
 @click.option(
     "--dataset",
     type=click.Choice(IMAGE_DATASETS),
@@ -91,10 +93,10 @@ def _space_names() -> str:
 )
 @click.option(
     "--tuner",
-    type=click.Choice(TUNER_NAMES),
-    default="random",
-    show_default=True,
-    help="KerasTuner's random/grid/bayesian/hyperband, or tpe (Optuna inside KerasTuner).",
+    type=click.Choice((*TUNER_NAMES, "greedy")),
+    default=None,
+    help="KerasTuner's random/grid/bayesian/hyperband, or tpe (Optuna inside KerasTuner); "
+    "AutoKeras: greedy/random/bayesian/hyperband. [default: random; autokeras: greedy]",
 )
 @click.option("--max-trials", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option(
@@ -191,6 +193,18 @@ def _space_names() -> str:
     "needs pip install 'automl-app[mlflow]'.",
 )
 @click.option(
+    "--oracle-bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="With --workers: address the chief oracle binds (0.0.0.0 lets other hosts join).",
+)
+@click.option(
+    "--oracle-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="With --workers: the chief oracle's port. [default: a free one]",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
@@ -212,6 +226,10 @@ def _space_names() -> str:
 )
 @click.option("--verbose", is_flag=True, help="Show library logs, progress bars and tracebacks.")
 def search_image(
+    engine,
+    block,
+    task,
+    data_dir,
     dataset,
     space,
     hypermodel,
@@ -233,6 +251,8 @@ def search_image(
     min_batch_size,
     executions_per_trial,
     mlflow,
+    oracle_bind,
+    oracle_port,
     workers,
     seed,
     run_dir,
@@ -250,16 +270,20 @@ def search_image(
     def go():
         if resume and not run_dir:
             raise UsageError("--resume needs --run-dir (the run to continue)")
+        tuner_name = image_engine_tuner(
+            engine, tuner, dataset=dataset, block=block, task=task, data_dir=data_dir
+        )
         cfg = SearchConfig(
             data=DataConfig(
                 dataset=dataset or DEFAULT_DATASET,
+                data_dir=data_dir,
                 max_samples=max_samples,
                 val_fraction=val_fraction,
                 seed=seed,
             ),
             space=SpaceConfig(space=space, hypermodel=hypermodel, overrides=spaces.parse_set(sets)),
             tuner=TunerConfig(
-                tuner=tuner,
+                tuner=tuner_name,
                 max_trials=max_trials,
                 epochs=epochs,
                 objective=objective,
@@ -275,6 +299,8 @@ def search_image(
                 min_batch_size=min_batch_size,
                 executions_per_trial=executions_per_trial,
                 workers=workers,
+                oracle_bind=oracle_bind,
+                oracle_port=oracle_port,
             ),
             run_dir=run_dir,
             overwrite=overwrite,
@@ -282,6 +308,12 @@ def search_image(
             verbose=verbose,
             mlflow=mlflow,
         )
+        if engine == "autokeras":
+            from automl_app import workflows_autokeras
+
+            return workflows_autokeras.search_image_autokeras(
+                cfg, block=block or "auto", task=task or "classification", say=_echo
+            )
         return workflows.search(cfg, say=_echo)
 
     _run(go, verbose)
@@ -355,6 +387,10 @@ def _register_commands() -> None:
     cli.add_command(train_scratch_cmd)
     for command in experiment_commands:
         cli.add_command(command)
+    from automl_app.cli_autokeras import COMMANDS as autokeras_commands
+
+    for command in autokeras_commands:
+        search.add_command(command)
 
 
 _register_commands()

@@ -47,6 +47,8 @@ class TunerConfig:
     min_batch_size: int | None = None
     executions_per_trial: int = 1
     workers: int = 1
+    oracle_bind: str = "127.0.0.1"  # 0.0.0.0 lets workers on other hosts join
+    oracle_port: int | None = None
 
 
 @dataclass(frozen=True)

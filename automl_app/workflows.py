@@ -155,14 +155,21 @@ def worker(run_dir: str | Path, say: Say = print) -> None:
 
 
 def _run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> None:
-    """Start a chief and N workers (KerasTuner's gRPC mode on 127.0.0.1) and wait for them."""
+    """Start a chief and N workers (KerasTuner's gRPC mode) and wait for them.
+
+    The chief binds cfg.tuner.oracle_bind (127.0.0.1 by default; 0.0.0.0 lets `automl worker`
+    on other hosts join through a shared run directory).
+    """
+    import socket
     import sys
 
     from automl_app.tuning import workers
 
-    port = workers.free_port()
+    bind = cfg.tuner.oracle_bind
+    port = cfg.tuner.oracle_port or workers.free_port(bind)
 
     def argv(role):
+        address = f"{bind}:{port}" if role == "chief" else f"127.0.0.1:{port}"
         return [
             sys.executable,
             "-m",
@@ -171,20 +178,26 @@ def _run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> None:
             "--run-dir",
             str(run_dir),
             "--oracle",
-            f"127.0.0.1:{port}",
+            address,
             "--tuner-id",
             workers.tuner_id(role),
         ]
 
     say(
-        f"parallel: chief oracle on 127.0.0.1:{port}, {cfg.tuner.workers} workers "
+        f"parallel: chief oracle on {bind}:{port}, {cfg.tuner.workers} local workers "
         f"(logs in {run_dir / 'workers'})"
     )
+    if bind != "127.0.0.1":
+        say(
+            f"other hosts can join: automl worker --run-dir {run_dir.resolve()} "
+            f"--oracle {socket.gethostname()}:{port}"
+        )
     res = workers.launch(
         argv,
         cfg.tuner.workers,
         run_dir,
         port=port,
+        bind_host=bind,
         on_line=say,
         on_log_line=lambda _, line: say(line) if line.startswith(("trial ", "warning: ")) else None,
     )

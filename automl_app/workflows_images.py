@@ -61,7 +61,7 @@ def train_scratch(
     if not Path(data_dir).is_dir():
         raise DataError(f"--data-dir {str(data_dir)!r} is not a directory")
     cfg = scratch.load_config(recipe, {**(overrides or {}), "name": model})
-    return scratch.train_scratch(
+    manifest = scratch.train_scratch(
         cfg,
         data_dir,
         run_dir,
@@ -71,3 +71,16 @@ def train_scratch(
         log=log,
         verbose=verbose,
     )
+    _report(run_dir, log)
+    return manifest
+
+
+def _report(run_dir: str | os.PathLike, log: Callable[[str], None]) -> None:
+    """Regenerate report/ (training curves, LR schedule, per-class plots, index.html)."""
+    from automl_app import report
+
+    try:
+        info = report.write_report(run_dir, say=lambda _line: None)
+        log(f"report: {info['index']}")
+    except Exception as exc:  # a plot never fails a training run
+        log(f"warning: report not regenerated ({type(exc).__name__}: {exc})")

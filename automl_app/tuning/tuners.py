@@ -189,6 +189,9 @@ class RecordingMixin:
             "latency_ms_b256": self._current.get("latency_ms_b256"),
             "pruned_at": pruned_at,
             "error": error,
+            # first epoch vs the others: tracing/start-up overhead per trial (bench/trial_overhead)
+            "first_epoch_s": round(epoch_s[0], 3) if epoch_s else None,
+            "steady_epoch_s": round(statistics.median(epoch_s[1:]), 3) if n_epochs > 1 else None,
         }
         # Every metric at the trial's best step: the epoch whose checkpoint KerasTuner keeps.
         for name in ("loss", "accuracy", "val_loss", "val_accuracy", obj.name):

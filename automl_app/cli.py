@@ -6,44 +6,16 @@ Nothing here imports TensorFlow; `automl --help` stays fast. User errors print o
 
 from __future__ import annotations
 
-import sys
-import traceback
-from collections.abc import Callable
-from typing import Any
-
 import click
 
 from automl_app import __version__
 from automl_app.cli_autokeras import add_engine_options, image_engine_tuner
+from automl_app.cli_common import echo, run
 from automl_app.data.datasets import DEFAULT_DATASET, IMAGE_DATASETS
-from automl_app.errors import AutomlError
 from automl_app.tuning import PRUNER_NAMES, TUNER_NAMES
 
-
-def _run(fn: Callable[[], Any], verbose: bool) -> Any:
-    """Call a workflow; turn failures into one clear line and the right exit code."""
-    try:
-        return fn()
-    except AutomlError as exc:
-        if verbose:
-            traceback.print_exc()
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted; the run directory keeps what was finished.", err=True)
-        sys.exit(130)
-    except Exception as exc:  # a bug or a library failure: still one line unless --verbose
-        if verbose:
-            traceback.print_exc()
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        click.echo(
-            f"Error: {type(exc).__name__}: {msg} (rerun with --verbose for the traceback)", err=True
-        )
-        sys.exit(1)
-
-
-def _echo(line: str) -> None:
-    click.echo(line)
+_run = run
+_echo = echo
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -133,7 +133,8 @@ def build_config(
 def _call(workflow: str, shared: dict[str, Any], kind: str, **kwargs: Any) -> None:
     """Build the config and run one workflows_autokeras function through cli._run."""
     from automl_app import workflows_autokeras
-    from automl_app.cli import _echo, _run
+    from automl_app.cli_common import echo as _echo
+    from automl_app.cli_common import run as _run
 
     def go():
         cfg = build_config(**shared, task=kind)
@@ -188,7 +189,7 @@ def search_text(data_dir, csv_path, text_column, target, task, **shared):
 @_shared_options
 def search_structured(csv_path, target, column_types, task, **shared):
     """Search a model for a CSV table with AutoKeras; the export takes one input per column."""
-    from automl_app.cli import _run
+    from automl_app.cli_common import run as _run
     from automl_app.data.tabular import parse_column_types
 
     types = _run(lambda: parse_column_types(column_types), shared["verbose"])

@@ -7,41 +7,14 @@ runs them stand-alone.
 
 from __future__ import annotations
 
-import functools
 import sys
 import time
-import traceback
 import webbrowser
 from pathlib import Path
 
 import click
 
-from automl_app.errors import AutomlError, UsageError
-
-
-def _errors_to_exit_codes(fn):
-    """AutomlError → `Error: <message>`, exit 2 (usage) or 1; other failures one line, exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        verbose = bool(kwargs.get("verbose"))
-        try:
-            return fn(*args, **kwargs)
-        except UsageError as exc:
-            raise click.UsageError(str(exc)) from None
-        except AutomlError as exc:
-            raise click.ClickException(str(exc)) from None
-        except click.ClickException:
-            raise
-        except Exception as exc:
-            if verbose:
-                traceback.print_exc()
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise click.ClickException(
-                f"{type(exc).__name__}: {first} (rerun with --verbose for the traceback)"
-            ) from None
-
-    return wrapper
+from automl_app.cli_common import handles_errors
 
 
 def _quiet(verbose: bool) -> None:
@@ -56,7 +29,7 @@ _run_dir = click.argument("run_dir", type=click.Path(file_okay=False, path_type=
 
 @click.command("runs")
 @click.argument("root", required=False, default="runs", type=click.Path(path_type=str))
-@_errors_to_exit_codes
+@handles_errors
 def runs_cmd(root: str) -> None:
     """List the runs under ROOT (default: runs/): kind, data, trials, best, test accuracy."""
     from automl_app import experiments
@@ -73,7 +46,7 @@ def runs_cmd(root: str) -> None:
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--open", "open_", is_flag=True, help="Open report/index.html in a browser.")
 @_verbose
-@_errors_to_exit_codes
+@handles_errors
 def report_cmd(run_dir: str, top: int, open_: bool, verbose: bool) -> None:
     """Print the leaderboard and write RUN_DIR/report/ (plots and one self-contained index.html)."""
     _quiet(verbose)
@@ -102,7 +75,7 @@ def report_cmd(run_dir: str, top: int, open_: bool, verbose: bool) -> None:
     help="Column to minimise: latency_ms, params, seconds_per_epoch, ...",
 )
 @_verbose
-@_errors_to_exit_codes
+@handles_errors
 def select_cmd(run_dir: str, where: str | None, by: str, verbose: bool) -> None:
     """Export to RUN_DIR/selected/ the trial with the lowest --by among those meeting --where."""
     _quiet(verbose)
@@ -128,7 +101,7 @@ def select_cmd(run_dir: str, where: str | None, by: str, verbose: bool) -> None:
 )
 @click.option("--out", default=None, type=click.Path(path_type=str), help="Report folder.")
 @_verbose
-@_errors_to_exit_codes
+@handles_errors
 def evaluate_cmd(
     source: str, dataset: str | None, data_dir: str | None, split: str, out: str | None, verbose
 ) -> None:
@@ -152,7 +125,7 @@ def evaluate_cmd(
     help="Reproduce these trial ids instead of the top ones.",
 )
 @_verbose
-@_errors_to_exit_codes
+@handles_errors
 def reproduce_cmd(run_dir: str, top: int, seeds: int, trials: str | None, verbose: bool) -> None:
     """Retrain the top configurations with several seeds; mean ± std, 95% interval, Welch's t."""
     _quiet(verbose)
@@ -165,7 +138,7 @@ def reproduce_cmd(run_dir: str, top: int, seeds: int, trials: str | None, verbos
 @click.command("tensorboard")
 @_run_dir
 @click.option("--port", type=click.IntRange(0, 65535), default=6006, show_default=True)
-@_errors_to_exit_codes
+@handles_errors
 def tensorboard_cmd(run_dir: str, port: int) -> None:
     """Serve RUN_DIR/tensorboard on 127.0.0.1 (HParams tab included) until Ctrl-C."""
     _quiet(False)

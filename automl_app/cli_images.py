@@ -6,27 +6,12 @@ Thin layer: options → one workflows_images call → echo. No TensorFlow import
 
 from __future__ import annotations
 
-import functools
 import sys
 
 import click
 
-from automl_app.errors import AutomlError, UsageError
-
-
-def _errors_to_exit_codes(fn):
-    """AutomlError → Click's `Error: <message>` with exit 2 (usage) or 1 (everything else)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UsageError as exc:
-            raise click.UsageError(str(exc)) from None
-        except AutomlError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
+from automl_app.cli_common import handles_errors
+from automl_app.errors import UsageError
 
 
 @click.command("scan-images")
@@ -48,7 +33,7 @@ def _errors_to_exit_codes(fn):
     type=click.Path(dir_okay=False, path_type=str),
     help="Scan cache (JSON, keyed by path, size, mtime); default under $AUTOML_CACHE_DIR.",
 )
-@_errors_to_exit_codes
+@handles_errors
 def scan_images_cmd(data_dir: str, output: str | None, max_pixels: int, cache: str | None):
     """Decode every file below DATA_DIR as training would; list bad files and duplicates."""
     from automl_app import workflows_images
@@ -124,7 +109,7 @@ def scan_images_cmd(data_dir: str, output: str | None, max_pixels: int, cache: s
 @click.option("--resume", is_flag=True, help="Continue RUN_DIR from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start RUN_DIR again from nothing.")
 @click.option("--verbose", is_flag=True, help="Show Keras progress and TensorFlow logs.")
-@_errors_to_exit_codes
+@handles_errors
 def train_scratch_cmd(
     model: str,
     data_dir: str,

@@ -24,13 +24,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="cnn", help="cnn (default space) or fcn")
-    p.add_argument("--tuner", default="bayesian")
+    p.add_argument("--tuner", default="tpe")
     p.add_argument("--budget", default="10m", help="wall-clock budget for the search (e.g. 10m)")
     p.add_argument("--max-trials", type=int, default=50)
     p.add_argument("--epochs", type=int, default=None, help="epochs per trial")
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--set", action="append", default=[], help="name=value fixes (repeatable)")
+    p.add_argument("--prune", default="median", help="none, median or asha")
+    p.add_argument(
+        "--enqueue",
+        action="append",
+        default=['{"batch_size": 64}'],
+        help="configurations to run first (JSON); the default starts from the space's defaults",
+    )
     p.add_argument("--run-dir", default=None)
     args = p.parse_args()
     os.environ.setdefault(
@@ -40,6 +47,7 @@ def main() -> None:
     from automl_app import spaces, workflows
     from automl_app.config import DataConfig, SearchConfig, SpaceConfig, TunerConfig
     from automl_app.tuning.budget import parse_duration
+    from automl_app.tuning.enqueue import parse_enqueue
 
     budget_s = parse_duration(args.budget)
     epochs = args.epochs or (4 if args.space == "cnn" else 6)
@@ -48,6 +56,8 @@ def main() -> None:
         data=DataConfig(dataset="fashion_mnist", max_samples=args.max_samples, seed=args.seed),
         space=SpaceConfig(space=args.space, overrides=spaces.parse_set(args.set)),
         tuner=TunerConfig(
+            prune=args.prune,
+            enqueue=tuple(parse_enqueue(args.enqueue)),
             tuner=args.tuner,
             max_trials=args.max_trials,
             epochs=epochs,

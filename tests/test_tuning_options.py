@@ -11,8 +11,20 @@ from click.testing import CliRunner
 
 from automl_app.cli import cli
 
-TINY = ["search", "image", "--space", "fcn", "--set", "num_layers=2", "--set", "layer_size=512",
-        "--max-samples", "300", "--seed", "0"]
+TINY = [
+    "search",
+    "image",
+    "--space",
+    "fcn",
+    "--set",
+    "num_layers=2",
+    "--set",
+    "layer_size=512",
+    "--max-samples",
+    "300",
+    "--seed",
+    "0",
+]
 
 
 def search(tmp_path: Path, *args: str, name: str = "run"):
@@ -30,8 +42,17 @@ def rows(run: Path) -> list[dict]:
 def test_enqueued_configurations_run_first(tmp_path):
     extra = tmp_path / "more.yaml"
     extra.write_text("- {optimizer: rmsprop, learning_rate: 0.0005}\n")
-    res, run = search(tmp_path, "--max-trials", "3", "--epochs", "1", "--enqueue",
-                      '{"learning_rate": 0.003, "optimizer": "adam"}', "--enqueue", str(extra))
+    res, run = search(
+        tmp_path,
+        "--max-trials",
+        "3",
+        "--epochs",
+        "1",
+        "--enqueue",
+        '{"learning_rate": 0.003, "optimizer": "adam"}',
+        "--enqueue",
+        str(extra),
+    )
     assert res.exit_code == 0, res.output
     r = rows(run)
     assert (r[0]["hp_optimizer"], float(r[0]["hp_learning_rate"])) == ("adam", 0.003)
@@ -64,7 +85,8 @@ def test_lr_find_saves_plot_and_seeds_first_trial(tmp_path):
     assert (run / "report" / "lr_find.png").stat().st_size > 1000
     found = json.loads((run / "report" / "lr_find.json").read_text())
     assert float(rows(run)[0]["hp_learning_rate"]) == pytest.approx(
-        found["enqueued_learning_rate"], rel=1e-6)
+        found["enqueued_learning_rate"], rel=1e-6
+    )
     assert 1e-4 <= found["enqueued_learning_rate"] <= 1.0  # clipped to the space's range
 
 
@@ -81,8 +103,19 @@ def test_time_budget_stops_and_still_exports(tmp_path):
 
 @pytest.mark.slow
 def test_objective_val_loss_is_minimised_and_columns_recorded(tmp_path):
-    res, run = search(tmp_path, "--objective", "val_loss", "--max-trials", "3", "--epochs", "2",
-                      "--keep-checkpoints", "1", "--min-batch-size", "64")
+    res, run = search(
+        tmp_path,
+        "--objective",
+        "val_loss",
+        "--max-trials",
+        "3",
+        "--epochs",
+        "2",
+        "--keep-checkpoints",
+        "1",
+        "--min-batch-size",
+        "64",
+    )
     assert res.exit_code == 0, res.output
     assert "objective val_loss (min)" in res.output
     r = rows(run)
@@ -112,9 +145,29 @@ def test_median_pruning_stops_the_terrible_learning_rate(tmp_path):
     space = tmp_path / "terrible.yaml"
     space.write_text(TERRIBLE)
     run = tmp_path / "run"
-    res = CliRunner().invoke(cli, ["search", "image", "--space", str(space), "--max-samples",
-                                   "400", "--tuner", "tpe", "--max-trials", "8", "--epochs", "4",
-                                   "--prune", "median", "--seed", "3", "--run-dir", str(run)])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "search",
+            "image",
+            "--space",
+            str(space),
+            "--max-samples",
+            "400",
+            "--tuner",
+            "tpe",
+            "--max-trials",
+            "8",
+            "--epochs",
+            "4",
+            "--prune",
+            "median",
+            "--seed",
+            "3",
+            "--run-dir",
+            str(run),
+        ],
+    )
     assert res.exit_code == 0, res.output
     r = rows(run)
     pruned = [x for x in r if x["status"] == "pruned"]
@@ -177,3 +230,77 @@ def test_memory_does_not_grow_over_30_trials(tmp_path):
     assert len(rss) == 30
     growth = rss[-1] - rss[4]
     assert growth < 300, f"RSS grew {growth:.0f} MB between trial 5 and 30 ({rss})"
+
+
+DIVERGING = """
+model: fcn
+hyperparameters:
+  optimizer:     {type: fixed, value: sgd}
+  learning_rate: {type: choice, values: [0.05, 1.0e+6]}
+  num_layers:    {type: fixed, value: 2}
+  layer_size:    {type: fixed, value: 64}
+"""
+
+
+@pytest.mark.slow
+def test_diverged_trials_are_failed_and_the_search_goes_on(tmp_path):
+    space = tmp_path / "diverging.yaml"
+    space.write_text(DIVERGING)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "search",
+            "image",
+            "--space",
+            str(space),
+            "--tuner",
+            "grid",
+            "--max-trials",
+            "2",
+            "--epochs",
+            "2",
+            "--max-samples",
+            "200",
+            "--run-dir",
+            str(run),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    by_lr = {float(r["hp_learning_rate"]): r for r in rows(run)}
+    assert by_lr[1e6]["status"] == "failed" and "diverged" in by_lr[1e6]["error"]
+    assert by_lr[0.05]["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_two_workers_complete_four_distinct_trials(tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "automl_app.cli",
+            *TINY,
+            "--max-trials",
+            "4",
+            "--epochs",
+            "1",
+            "--workers",
+            "2",
+            "--run-dir",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    r = rows(run)
+    assert sorted(x["trial_id"] for x in r) == ["0", "1", "2", "3"]
+    assert all(x["status"] == "completed" for x in r)
+    logs = sorted(p.name for p in (run / "workers").iterdir())
+    assert "chief.log" in logs and len(logs) >= 3
+    assert json.loads((run / "run.json").read_text())["search"]["workers"] == 2

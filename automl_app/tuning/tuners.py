@@ -104,6 +104,13 @@ class TrialStats(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.store["epoch_seconds"].append(time.perf_counter() - self._t0)
         self.store["params"] = int(self.model.count_params())  # built by now, even Sequential
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            # TerminateOnNaN stopped the epoch; the trial failed, it did not merely score low.
+            raise kt.errors.FailedTrialError(
+                f"loss became {float(loss)} in epoch {epoch + 1}: training diverged "
+                "(learning rate too high?)"
+            )
 
     def on_train_end(self, logs=None):
         try:

@@ -268,8 +268,10 @@ def image_engine_tuner(
 ) -> str:
     """Check the engine-specific options of `search image`; return the tuner to use (default:
     random for KerasTuner, greedy for AutoKeras)."""
+    if dataset and data_dir:
+        raise UsageError("--dataset and --data-dir are exclusive: a named dataset or your folder")
     if engine == "kerastuner":
-        used = [f for f, v in (("--block", block), ("--task", task), ("--data-dir", data_dir)) if v]
+        used = [f for f, v in (("--block", block), ("--task", task)) if v]
         if used:
             raise UsageError(f"{', '.join(used)} need{'s' * (len(used) == 1)} --engine autokeras")
         if tuner == "greedy":

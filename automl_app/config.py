@@ -69,7 +69,8 @@ class SearchConfig:
         """--run-dir, or runs/<dataset>-<timestamp>."""
         if self.run_dir:
             return Path(self.run_dir)
-        return Path("runs") / f"{self.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = Path(self.data.data_dir).resolve().name if self.data.data_dir else self.data.dataset
+        return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

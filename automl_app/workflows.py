@@ -38,7 +38,7 @@ def search(cfg: SearchConfig, say: Say = print) -> dict[str, Any]:
     validate_search(cfg)
     set_verbose(cfg.verbose)
     space = _load_space(cfg)
-    if cfg.data.dataset in datasets.RAW_FILES:
+    if cfg.data.data_dir is None and cfg.data.dataset in datasets.RAW_FILES:
         datasets.precheck_offline(cfg.data.dataset)  # before any directory is written
     run_dir = runs.prepare_run_dir(
         cfg.resolved_run_dir(), overwrite=cfg.overwrite, resume=cfg.resume
@@ -86,6 +86,28 @@ def search(cfg: SearchConfig, say: Say = print) -> dict[str, Any]:
     return summary
 
 
+def _load_data(cfg: SearchConfig):
+    """A named dataset (TFDS or embedded), or the user's image folder (--data-dir)."""
+    from automl_app.data import datasets
+
+    if cfg.data.data_dir:
+        from automl_app.workflows_autokeras import load_image_folder
+
+        return load_image_folder(
+            cfg.data.data_dir,
+            seed=cfg.data.seed,
+            val_fraction=cfg.data.val_fraction,
+            max_samples=cfg.data.max_samples,
+        )
+    return datasets.load(
+        cfg.data.dataset,
+        seed=cfg.data.seed,
+        val_fraction=cfg.data.val_fraction,
+        max_samples=cfg.data.max_samples,
+        verbose=cfg.verbose,
+    )
+
+
 def _load_space(cfg: SearchConfig):
     """The validated search space (None for a user hypermodel), with --min-batch-size applied."""
     from automl_app import models, spaces
@@ -118,7 +140,6 @@ def worker(run_dir: str | Path, say: Say = print) -> None:
     import os
 
     from automl_app.config import search_config_from_dict
-    from automl_app.data import datasets
     from automl_app.tf_env import set_verbose, tf
     from automl_app.tuning import budget
     from automl_app.tuning.tuners import run_search
@@ -127,13 +148,7 @@ def worker(run_dir: str | Path, say: Say = print) -> None:
     cfg = search_config_from_dict(runs.load_manifest(run_dir)["config"])
     set_verbose(cfg.verbose)
     space = _load_space(cfg)
-    data = datasets.load(
-        cfg.data.dataset,
-        seed=cfg.data.seed,
-        val_fraction=cfg.data.val_fraction,
-        max_samples=cfg.data.max_samples,
-        verbose=cfg.verbose,
-    )
+    data = _load_data(cfg)
     tf()
     import keras
 
@@ -242,19 +257,12 @@ def _trial_rows(run_dir: Path) -> dict:
 def _search(
     cfg: SearchConfig, space, run_dir: Path, say: Say, t_start: float, previous: dict | None
 ) -> dict[str, Any]:
-    from automl_app.data import datasets
     from automl_app.data.fingerprint import fingerprint, leakage
     from automl_app.tf_env import tf
     from automl_app.tuning import budget
 
     deadline = budget.Deadline.after(cfg.tuner.time_budget) if cfg.tuner.time_budget else None
-    data = datasets.load(
-        cfg.data.dataset,
-        seed=cfg.data.seed,
-        val_fraction=cfg.data.val_fraction,
-        max_samples=cfg.data.max_samples,
-        verbose=cfg.verbose,
-    )
+    data = _load_data(cfg)
     info = data.info
     say(
         f"data: {info.name} ({info.source}) train={len(data.x_train)} val={len(data.x_val)} "

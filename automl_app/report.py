@@ -503,7 +503,12 @@ def plot_per_class(report_json: Path, path: Path) -> Path:
         fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(classes) + 2), 4))
         for i, m in enumerate(("precision", "recall", "f1-score")):
             ax.bar(x + (i - 1) * 0.27, [rep[c][m] for c in classes], width=0.27, label=m)
-        ax.set_xticks(x, classes, rotation=45 if len(classes) > 10 else 0)
+        ax.set_xticks(
+            x,
+            classes,
+            rotation=30 if len(classes) > 6 else 0,
+            ha="right" if len(classes) > 6 else "center",
+        )
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("score")
         ax.set_title("Per-class precision, recall and F1 (test split)")

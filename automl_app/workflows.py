@@ -333,6 +333,8 @@ def _search(
         f"search stopped: {stop['stop_reason'] or 'done'} after {stop['trials']} trials "
         f"({stop['completed']} completed, {stop['failed']} failed)"
     )
+    if stop.get("failure_message"):  # stopped by --max-failures; the best finished trial counts
+        say(f"warning: {stop['failure_message']}")
     best_trial = done[0]
     best_model = tuner.get_best_models(1)[0]
     search_seconds = time.perf_counter() - t_start

@@ -304,3 +304,49 @@ def test_two_workers_complete_four_distinct_trials(tmp_path):
     logs = sorted(p.name for p in (run / "workers").iterdir())
     assert "chief.log" in logs and len(logs) >= 3
     assert json.loads((run / "run.json").read_text())["search"]["workers"] == 2
+
+
+MOSTLY_BROKEN = """
+import keras
+
+
+def build(hp):
+    units = hp.Choice("units", [8, 16, 32, 64, 128])
+    if units != 8:
+        raise ValueError(f"units={units} is deliberately broken")
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+"""
+
+
+@pytest.mark.slow
+def test_failure_limit_stops_the_search_but_keeps_the_best_trial(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text(MOSTLY_BROKEN)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "search",
+            "image",
+            "--hypermodel",
+            f"{path}:build",
+            "--tuner",
+            "grid",
+            "--max-trials",
+            "5",
+            "--max-failures",
+            "2",
+            "--epochs",
+            "1",
+            "--run-dir",
+            str(run),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "failed trials in a row; the first failure was: ValueError: units=16" in res.output
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["stop_reason"] == "consecutive_failures"
+    assert [r["status"] for r in rows(run)] == ["completed", "failed", "failed"]
+    assert (run / "best" / "saved_model" / "saved_model.pb").exists()

@@ -468,10 +468,12 @@ def run_search(
     summary = budget.stop_summary(tuner.oracle)
     if summary["stop_reason"] == "consecutive_failures":
         first = summary.get("stop_message") or getattr(tuner, "first_failure", None)
-        raise SearchError(
+        summary["failure_message"] = (
             f"search stopped after {tuner.oracle.max_consecutive_failed_trials} failed trials in "
             f"a row; the first failure was: {_last_line(first)}"
         )
+        if not completed_trials(tuner):  # nothing to evaluate: the run has failed
+            raise SearchError(summary["failure_message"])
     return summary
 
 

@@ -52,7 +52,10 @@ def test_help_does_not_import_tensorflow():
     "args, fragment",
     [
         (["--dataset", "imagenet"], "'imagenet' is not one of"),
-        (["--tuner", "tpe2"], "'tpe2' is not one of 'random', 'grid', 'bayesian', 'hyperband', 'tpe'"),
+        (
+            ["--tuner", "tpe2"],
+            "'tpe2' is not one of 'random', 'grid', 'bayesian', 'hyperband', 'tpe'",
+        ),
         (["--max-trials", "0"], "0 is not in the range x>=1"),
         (["--epochs", "-1"], "-1 is not in the range x>=1"),
         (["--space", "nosuch"], "unknown search space 'nosuch': use one of cnn, fcn"),

@@ -15,8 +15,22 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-BASE = ["search", "image", "--space", "fcn", "--set", "num_layers=2", "--set", "layer_size=512",
-        "--epochs", "2", "--max-samples", "300", "--seed", "0"]
+BASE = [
+    "search",
+    "image",
+    "--space",
+    "fcn",
+    "--set",
+    "num_layers=2",
+    "--set",
+    "layer_size=512",
+    "--epochs",
+    "2",
+    "--max-samples",
+    "300",
+    "--seed",
+    "0",
+]
 
 
 def cli(*args: str) -> list[str]:
@@ -79,25 +93,34 @@ def test_sigkill_then_resume_completes_every_trial_once(tmp_path, tuner):
 
 def test_resume_with_more_trials_and_same_shape(tmp_path):
     run, ref = tmp_path / "run", tmp_path / "ref"
-    first = subprocess.run(cli(*BASE, "--max-trials", "2", "--run-dir", str(run)),
-                           capture_output=True, text=True)
+    first = subprocess.run(
+        cli(*BASE, "--max-trials", "2", "--run-dir", str(run)), capture_output=True, text=True
+    )
     assert first.returncode == 0, first.stderr
-    more = subprocess.run(cli(*BASE, "--max-trials", "4", "--run-dir", str(run), "--resume"),
-                          capture_output=True, text=True)
+    more = subprocess.run(
+        cli(*BASE, "--max-trials", "4", "--run-dir", str(run), "--resume"),
+        capture_output=True,
+        text=True,
+    )
     assert more.returncode == 0, more.stderr
     assert [r["trial_id"] for r in rows(run)] == ["0", "1", "2", "3"]
-    straight = subprocess.run(cli(*BASE, "--max-trials", "4", "--run-dir", str(ref)),
-                              capture_output=True, text=True)
+    straight = subprocess.run(
+        cli(*BASE, "--max-trials", "4", "--run-dir", str(ref)), capture_output=True, text=True
+    )
     assert straight.returncode == 0, straight.stderr
     assert list(rows(run)[0]) == list(rows(ref)[0]), "trials.csv must have the same columns"
 
 
 def test_resume_refuses_different_data(tmp_path):
     run = tmp_path / "run"
-    ok = subprocess.run(cli(*BASE, "--max-trials", "1", "--run-dir", str(run)),
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        cli(*BASE, "--max-trials", "1", "--run-dir", str(run)), capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run(cli(*BASE[:-2], "--seed", "1", "--max-trials", "2", "--run-dir",
-                             str(run), "--resume"), capture_output=True, text=True,
-                         env={**os.environ})
+    bad = subprocess.run(
+        cli(*BASE[:-2], "--seed", "1", "--max-trials", "2", "--run-dir", str(run), "--resume"),
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+    )
     assert bad.returncode == 2 and "data differ" in bad.stderr

@@ -72,6 +72,10 @@ def run_once(method: str, seed: int, args) -> dict:
     }
 
 
+def _fmt(seconds: float) -> str:
+    return "never" if seconds == float("inf") else f"{seconds:.0f}s"
+
+
 def first_time_at(timeline, target: float) -> float:
     for t, b in timeline:
         if b >= target - 1e-12:
@@ -103,7 +107,7 @@ def main() -> None:
         trials = [r["trials"]["total"] for r in rs]
         print(
             f"{m:12s} median best val_accuracy {best:.4f} | median time to random's final "
-            f"best {medians[m]:.0f}s (per seed {[round(t) for t in times]}) | trials {trials}"
+            f"best {medians[m]:.0f}s (per seed {[_fmt(t) for t in times]}) | trials {trials}"
         )
     ratio = medians["tpe+median"] / medians["random"] if medians["random"] else float("nan")
     print(f"ratio tpe+median / random time-to-target: {ratio:.2f} (target <= 0.5)")

@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml
 
 install: venv
 
-# A short real search on Fashion-MNIST (offline files: AUTOML_DATA_DIR=../shared/datasets).
+# A short real search on Fashion-MNIST (offline files: AUTOML_DATA_DIR=../shared/datasets):
+# the CNN space, starting from its default configuration, then two TPE proposals.
 demo: venv
 	AUTOML_DATA_DIR=$${AUTOML_DATA_DIR:-$(CURDIR)/../shared/datasets} $(BIN)/automl search image \
-	  --dataset fashion_mnist --space fcn --tuner random --max-trials 2 --epochs 1 \
-	  --max-samples 6000 --seed 1 --run-dir runs/demo --overwrite
+	  --dataset fashion_mnist --space cnn --tuner tpe --enqueue '{"batch_size": 64}' \
+	  --max-trials 3 --epochs 2 --max-samples 6000 --seed 1 --run-dir runs/demo --overwrite
 
 # The whole suite, slow end-to-end tests included.
 test: venv

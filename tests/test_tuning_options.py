@@ -178,27 +178,33 @@ def test_median_pruning_stops_the_terrible_learning_rate(tmp_path):
     assert good and all(x["status"] == "completed" and int(x["epochs"]) == 4 for x in good)
 
 
-def test_slow_batch_size_warning():
+def test_slow_epoch_warning_names_the_likely_cause():
     from automl_app.tuning.tuners import RecordingMixin
 
     class Fake(RecordingMixin):
         pass
 
-    lines: list[str] = []
-    fake = Fake()
-    fake._on_line = lines.append
-    fake._rows = {str(i): {"seconds_per_epoch": 1.0} for i in range(4)}
-    slow = {"seconds_per_epoch": 9.0}
-    fake._rows["4"] = slow
+    def warn(batch_size: int) -> list[str]:
+        lines: list[str] = []
+        fake = Fake()
+        fake._on_line = lines.append
+        fake._rows = {str(i): {"seconds_per_epoch": 1.0, "hp_batch_size": 64} for i in range(4)}
+        slow = {"seconds_per_epoch": 9.0, "hp_batch_size": batch_size, "params": 123456}
+        fake._rows["4"] = slow
 
-    class Trial:
-        trial_id = "4"
+        class Trial:
+            trial_id = "4"
 
-        class hyperparameters:  # noqa: N801
-            values = {"batch_size": 16}
+            class hyperparameters:  # noqa: N801
+                values = {"batch_size": batch_size}
 
-    fake._warn_if_slow(slow, Trial)
-    assert lines and "batch_size=16" in lines[0] and "--min-batch-size" in lines[0]
+        fake._warn_if_slow(slow, Trial)
+        return lines
+
+    small = warn(16)
+    assert small and "batch_size=16" in small[0] and "--min-batch-size" in small[0]
+    large = warn(512)
+    assert large and "the model is the likely cause (123456 parameters)" in large[0]
 
 
 @pytest.mark.slow

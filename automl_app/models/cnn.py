@@ -24,7 +24,8 @@ def build(v: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
                 filters, int(v["kernel_size"]), padding="same", use_bias=not v["batch_norm"]
             )(x)
             if v["batch_norm"]:
-                x = keras.layers.BatchNormalization()(x)
+                # momentum 0.9: searches train few steps; 0.99 leaves the moving statistics unusable
+                x = keras.layers.BatchNormalization(momentum=0.9)(x)
             x = keras.layers.Activation("relu")(x)
         if size >= 4:
             x = pool(pool_size=2)(x)

@@ -235,14 +235,16 @@ class RecordingMixin:
         median = statistics.median(float(t) for t in times)
         if mine > SLOW_EPOCH_FACTOR * median:
             bs = trial.hyperparameters.values.get("batch_size")
+            sizes = [r.get("hp_batch_size") for r in self._rows.values() if r.get("hp_batch_size")]
+            small = bs is not None and sizes and int(bs) < statistics.median(int(b) for b in sizes)
+            cause = (
+                f"batch_size={bs} is the likely cause (see --min-batch-size)"
+                if small
+                else f"the model is the likely cause ({row.get('params')} parameters)"
+            )
             self._on_line(
                 f"warning: trial {trial.trial_id} took {mine:.1f}s per epoch, "
-                f"{mine / median:.1f}x the median ({median:.1f}s)"
-                + (
-                    f"; batch_size={bs} is the likely cause (see --min-batch-size)"
-                    if bs is not None
-                    else ""
-                )
+                f"{mine / median:.1f}x the median ({median:.1f}s); {cause}"
             )
 
     def _best_score(self) -> float | None:

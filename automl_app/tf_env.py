@@ -10,9 +10,12 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from types import ModuleType
 
 _VERBOSE = False
+_IMPORTED = False
+_IMPORT_LOCK = threading.Lock()
 
 
 def set_verbose(verbose: bool) -> None:
@@ -55,17 +58,26 @@ def _stderr_silenced():
 
 
 def tf() -> ModuleType:
-    """Return the tensorflow module, imported quietly unless --verbose."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    if _VERBOSE:
-        import tensorflow
+    """Return the tensorflow module, imported quietly unless --verbose.
 
-        return tensorflow
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _stderr_silenced():
-        import keras  # noqa: F401  (its first import also logs)
-        import tensorflow
-    tensorflow.get_logger().setLevel(logging.ERROR)
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    return tensorflow
+    Thread-safe: the first import happens once under a lock, so two threads (e.g. the scan's
+    decode pool) can neither interleave their fd-2 swaps, which would leave stderr pointing at
+    /dev/null, nor see a half-imported module.
+    """
+    global _IMPORTED
+    if _IMPORTED:
+        return sys.modules["tensorflow"]
+    with _IMPORT_LOCK:
+        if not _IMPORTED:
+            if _VERBOSE:
+                import keras  # noqa: F401
+                import tensorflow
+            else:
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+                with _stderr_silenced():
+                    import keras  # noqa: F401  (its first import also logs)
+                    import tensorflow
+                tensorflow.get_logger().setLevel(logging.ERROR)
+                logging.getLogger("absl").setLevel(logging.ERROR)
+            _IMPORTED = True
+    return sys.modules["tensorflow"]

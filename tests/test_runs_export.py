@@ -87,3 +87,19 @@ def test_export_mismatch_fails_and_keeps_previous(tmp_path, monkeypatch):
         export.export_saved_model(_model(False), spec, x, out)
     assert sorted(p.name for p in out.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["saved_model"]
+
+
+def test_quiet_tensorflow_import_from_threads_keeps_stderr(tmp_path):
+    """Threads importing TensorFlow at once must not leave fd 2 pointing at /dev/null."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from concurrent.futures import ThreadPoolExecutor\n"
+        "from automl_app.tf_env import tf\n"
+        "with ThreadPoolExecutor(8) as pool: list(pool.map(lambda _: tf(), range(8)))\n"
+        "print('still here', file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "still here" in proc.stderr

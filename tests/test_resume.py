@@ -62,7 +62,7 @@ def kill_after_trials(run: Path, argv: list[str], n_done: int, timeout: float = 
         proc.wait()
 
 
-@pytest.mark.parametrize("tuner", ["random", "tpe", "grid"])
+@pytest.mark.parametrize("tuner", ["random", "tpe", "grid", "bayesian", "hyperband"])
 def test_sigkill_then_resume_completes_every_trial_once(tmp_path, tuner):
     run = tmp_path / "run"
     argv = cli(*BASE, "--tuner", tuner, "--max-trials", "5", "--run-dir", str(run))

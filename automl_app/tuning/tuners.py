@@ -430,7 +430,17 @@ def make_tuner(
                 **common,
             )
         elif name == "hyperband":
-            tuner = cls(hypermodel, max_epochs=max(epochs, 2), factor=3, **oracle_args, **common)
+            # Brackets repeat until --max-trials (or the budget): KerasTuner's default of one
+            # Hyperband iteration would end a search after a handful of trials whatever
+            # --max-trials says (2 trials for --epochs 2) and call it exhausted.
+            tuner = cls(
+                hypermodel,
+                max_epochs=max(epochs, 2),
+                factor=3,
+                hyperband_iterations=None,
+                **oracle_args,
+                **common,
+            )
         else:
             tuner = cls(
                 hypermodel,

@@ -141,7 +141,6 @@ def worker(run_dir: str | Path, say: Say = print) -> None:
 
     from automl_app.config import search_config_from_dict
     from automl_app.tf_env import set_verbose, tf
-    from automl_app.tuning import budget
     from automl_app.tuning.tuners import run_search
 
     run_dir = Path(run_dir)
@@ -153,7 +152,7 @@ def worker(run_dir: str | Path, say: Say = print) -> None:
     import keras
 
     keras.utils.set_random_seed(cfg.tuner.seed)
-    deadline = budget.Deadline.after(cfg.tuner.time_budget) if cfg.tuner.time_budget else None
+    deadline = shared_deadline(cfg, runs.load_manifest(run_dir))
     is_chief = "chief" in os.environ.get("KERASTUNER_TUNER_ID", "")
     tuner, fit_args = _make_tuner(
         cfg, space, data, run_dir, say, deadline, lr_find=is_chief and cfg.tuner.lr_find
@@ -254,6 +253,23 @@ def _trial_rows(run_dir: Path) -> dict:
     return load_rows(run_dir)
 
 
+def shared_deadline(cfg: SearchConfig, manifest: dict[str, Any]):
+    """The search's deadline for one role of a parallel search.
+
+    The launching command writes its deadline (wall-clock) into run.json, so the chief, every
+    worker, a restarted worker and `automl worker` on another host all stop at the same instant
+    instead of each counting the budget from its own start (hosts need synchronised clocks).
+    """
+    from automl_app.tuning import budget
+
+    if not cfg.tuner.time_budget:
+        return None
+    stored = manifest.get("deadline") or {}
+    if isinstance(stored.get("at"), int | float):
+        return budget.Deadline(at=float(stored["at"]), seconds=float(stored.get("seconds", 0.0)))
+    return budget.Deadline.after(cfg.tuner.time_budget)
+
+
 def _search(
     cfg: SearchConfig, space, run_dir: Path, say: Say, t_start: float, previous: dict | None
 ) -> dict[str, Any]:
@@ -290,6 +306,7 @@ def _search(
             "val_examples": len(data.x_val),
             "fingerprint": prints,
         },
+        deadline=None if deadline is None else {"at": deadline.at, "seconds": deadline.seconds},
     )
     tf()
     import keras

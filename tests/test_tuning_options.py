@@ -377,3 +377,35 @@ def test_release_memory_frees_the_graphs_of_a_finished_fit():
     assert live_graphs() > before  # without the fix the train graph survives clear_session
     release_memory()
     assert live_graphs() == before
+
+
+def test_every_role_of_a_parallel_search_shares_the_launchers_deadline():
+    import time
+
+    from automl_app.config import SearchConfig, TunerConfig
+    from automl_app.workflows import shared_deadline
+
+    cfg = SearchConfig(tuner=TunerConfig(time_budget=60.0, workers=2))
+    at = time.time() - 5  # the launcher started long ago: its deadline has already passed
+    d = shared_deadline(cfg, {"deadline": {"at": at, "seconds": 60.0}})
+    assert d.at == at and d.expired()
+    fresh = shared_deadline(cfg, {})  # older run.json without a deadline: count from now
+    assert 59 < fresh.remaining() <= 60
+    assert shared_deadline(SearchConfig(), {"deadline": {"at": at}}) is None  # no budget
+
+
+@pytest.mark.slow
+def test_two_workers_stop_at_the_time_budget_and_export(tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "automl_app.cli", *TINY, "--max-trials", "500"]
+    argv += ["--epochs", "1", "--workers", "2", "--time-budget", "25s", "--run-dir", str(run)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["search"]["stop_reason"] == "time_budget"
+    assert manifest["deadline"]["seconds"] == 25.0
+    assert 0 < manifest["trials"]["completed"] < 500
+    assert (run / "best" / "saved_model" / "saved_model.pb").exists()

@@ -100,6 +100,13 @@ def _space_names() -> str:
     help="Stop bad trials early with Optuna's MedianPruner or SuccessiveHalving (asha).",
 )
 @click.option(
+    "--tpe-startup",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="--tuner tpe: random trials before TPE models the results (Optuna's n_startup_trials).",
+)
+@click.option(
     "--min-epochs",
     type=click.IntRange(min=1),
     default=1,
@@ -213,6 +220,7 @@ def search_image(
     objective,
     direction,
     prune,
+    tpe_startup,
     min_epochs,
     enqueue,
     lr_find,
@@ -264,6 +272,7 @@ def search_image(
                 max_failures=max_failures,
                 time_budget=parse_duration(time_budget) if time_budget else None,
                 prune=prune,
+                tpe_startup=tpe_startup,
                 min_epochs=min_epochs,
                 enqueue=tuple(parse_enqueue(enqueue)),
                 lr_find=lr_find,

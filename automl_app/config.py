@@ -40,6 +40,7 @@ class TunerConfig:
     max_failures: int = 3
     time_budget: float | None = None  # seconds
     prune: str = "none"
+    tpe_startup: int = 10  # TPE's random start-up trials (Optuna's n_startup_trials)
     min_epochs: int = 1
     enqueue: tuple[dict[str, Any], ...] = ()
     lr_find: bool = False
@@ -110,6 +111,13 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
         )
     if (t.enqueue or t.lr_find) and t.tuner == "hyperband":
         raise UsageError("--enqueue and --lr-find need a tuner other than hyperband")
+    if t.tpe_startup < 0:
+        raise UsageError(f"--tpe-startup must be >= 0. Received: {t.tpe_startup}")
+    if t.tpe_startup != 10 and t.tuner != "tpe":
+        raise UsageError(
+            f"--tpe-startup applies to --tuner tpe only. Received: --tuner {t.tuner} "
+            f"--tpe-startup {t.tpe_startup}"
+        )
     if t.min_epochs < 1:
         raise UsageError(f"--min-epochs must be >= 1. Received: {t.min_epochs}")
     if t.time_budget is not None and t.time_budget <= 0:

@@ -434,6 +434,7 @@ def _make_tuner(
             keep_checkpoints=cfg.tuner.keep_checkpoints,
             n_train=len(data.x_train),
             executions_per_trial=cfg.tuner.executions_per_trial,
+            tpe_startup=cfg.tuner.tpe_startup,
         )
     except AutomlError:
         raise

@@ -41,6 +41,7 @@ TRAIN_SIZES = {"fashion_mnist": 60_000, "mnist": 60_000, "kmnist": 60_000, "cifa
 _KERASTUNER_ONLY = {
     "space": "--space", "hypermodel": "--hypermodel", "overrides": "--set",
     "direction": "--direction", "prune": "--prune", "min_epochs": "--min-epochs",
+    "tpe_startup": "--tpe-startup",
     "enqueue": "--enqueue", "lr_find": "--lr-find", "keep_checkpoints": "--keep-checkpoints",
     "min_batch_size": "--min-batch-size", "executions_per_trial": "--executions-per-trial",
     "max_failures": "--max-failures", "workers": "--workers",

@@ -69,6 +69,7 @@ def test_enqueued_configurations_run_first(tmp_path):
         (["--objective", "val_top5"], "pass --direction min or --direction max"),
         (["--tuner", "hyperband", "--prune", "median"], "Hyperband prunes by itself"),
         (["--min-batch-size", "4096"], "removes every batch_size"),
+        (["--tpe-startup", "3"], "--tpe-startup applies to --tuner tpe only"),
         (["--resume"], "does not exist"),
     ],
 )
@@ -409,3 +410,11 @@ def test_two_workers_stop_at_the_time_budget_and_export(tmp_path):
     assert manifest["deadline"]["seconds"] == 25.0
     assert 0 < manifest["trials"]["completed"] < 500
     assert (run / "best" / "saved_model" / "saved_model.pb").exists()
+
+
+def test_tpe_startup_reaches_optunas_sampler(tmp_path):
+    res, run = search(tmp_path, "--tuner", "tpe", "--tpe-startup", "1", "--max-trials", "2")
+    assert res.exit_code == 0, res.output
+    oracle = json.loads((run / "tuner" / "oracle.json").read_text())
+    assert oracle["tpe"]["n_startup_trials"] == 1
+    assert json.loads((run / "run.json").read_text())["config"]["tuner"]["tpe_startup"] == 1

@@ -395,6 +395,7 @@ def make_tuner(
     keep_checkpoints: int = 1,
     n_train: int | None = None,
     executions_per_trial: int = 1,
+    tpe_startup: int = 10,
 ):
     """A KerasTuner tuner over `hypermodel` whose project lives in RUN_DIR/tuner.
 
@@ -422,7 +423,7 @@ def make_tuner(
         if name == "tpe":
             from automl_app.tuning.tpe import TPEOracle
 
-            oracle = TPEOracle(max_trials=max_trials, **oracle_args)
+            oracle = TPEOracle(max_trials=max_trials, n_startup_trials=tpe_startup, **oracle_args)
             tuner = cls(
                 oracle=oracle,
                 hypermodel=hypermodel,

@@ -1,7 +1,7 @@
 """Random search vs TPE + median pruning on Fashion-MNIST (fcn space) under one wall budget.
 
     AUTOML_DATA_DIR=../shared/datasets .venv/bin/python bench/search_efficiency.py
-    (--budget 3m --seeds 0 1 2 --max-samples 12000 --epochs 4)
+    (--budget 3m --seeds 0 1 2 --max-samples 12000 --epochs 4 --tpe-startup 5)
 
 Each method runs once per seed with the same wall-clock budget. Printed per method: the median
 best validation accuracy, and the median time at which random search's final best (per seed)
@@ -40,6 +40,7 @@ def run_once(method: str, seed: int, args) -> dict:
         tuner=TunerConfig(
             tuner=METHODS[method]["tuner"],
             prune=METHODS[method]["prune"],
+            tpe_startup=args.tpe_startup if METHODS[method]["tuner"] == "tpe" else 10,
             max_trials=1000,
             epochs=args.epochs,
             seed=seed,
@@ -89,6 +90,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--max-samples", type=int, default=12000)
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument(
+        "--tpe-startup", type=int, default=5, help="TPE's random start-up trials (Optuna: 10)"
+    )
     args = p.parse_args()
     os.environ.setdefault(
         "AUTOML_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "datasets")
@@ -97,7 +101,8 @@ def main() -> None:
     targets = {r["seed"]: r["final_best"] for r in results["random"]}
     print(
         f"budget {args.budget} per run, seeds {args.seeds}, fcn space, fashion_mnist "
-        f"max_samples={args.max_samples}, {args.epochs} epochs/trial, {os.cpu_count()} cores"
+        f"max_samples={args.max_samples}, {args.epochs} epochs/trial, "
+        f"--tpe-startup {args.tpe_startup}, {os.cpu_count()} cores"
     )
     medians = {}
     for m, rs in results.items():

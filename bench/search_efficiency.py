@@ -97,6 +97,9 @@ def main() -> None:
     os.environ.setdefault(
         "AUTOML_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "datasets")
     )
+    from automl_app.data import datasets
+
+    datasets.load("fashion_mnist", max_samples=args.max_samples)  # prepare TFDS: no run pays it
     results = {m: [run_once(m, s, args) for s in args.seeds] for m in METHODS}
     targets = {r["seed"]: r["final_best"] for r in results["random"]}
     print(

@@ -73,10 +73,4 @@ def plot_confusion_matrix(cm: np.ndarray, names: Sequence[str], path: str | Path
     )
     ax.set_title("Confusion matrix (test split)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return runs.atomic_save_figure(fig, path)

@@ -374,11 +374,7 @@ def _figure_context():
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    return runs.atomic_save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_history(study, path: Path, objective_name: str) -> Path:

@@ -44,6 +44,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def atomic_save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
+    """Save a matplotlib figure as PNG via a temp file + rename, then close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=100, **savefig_kwargs)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     """JSON flavour of atomic_write_text (sorted keys, numpy scalars converted)."""
     return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")

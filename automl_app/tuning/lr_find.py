@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from automl_app import runs
+
 
 def lr_range_test(
     hypermodel,
@@ -119,10 +121,4 @@ def plot(result: dict[str, Any], path: str | Path) -> Path:
     ax.legend()
     ax.set_title("LR range test (default configuration)")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return runs.atomic_save_figure(fig, path)

@@ -102,9 +102,9 @@ def _space_names() -> str:
 @click.option(
     "--tpe-startup",
     type=click.IntRange(min=0),
-    default=10,
-    show_default=True,
-    help="--tuner tpe: random trials before TPE models the results (Optuna's n_startup_trials).",
+    default=None,
+    help="--tuner tpe: random trials before TPE models the results (Optuna's n_startup_trials). "
+    "[default: 10]",
 )
 @click.option(
     "--min-epochs",

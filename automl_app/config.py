@@ -40,7 +40,7 @@ class TunerConfig:
     max_failures: int = 3
     time_budget: float | None = None  # seconds
     prune: str = "none"
-    tpe_startup: int = 10  # TPE's random start-up trials (Optuna's n_startup_trials)
+    tpe_startup: int | None = None  # TPE's random start-up trials; None → TPEOracle's default
     min_epochs: int = 1
     enqueue: tuple[dict[str, Any], ...] = ()
     lr_find: bool = False
@@ -111,9 +111,9 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
         )
     if (t.enqueue or t.lr_find) and t.tuner == "hyperband":
         raise UsageError("--enqueue and --lr-find need a tuner other than hyperband")
-    if t.tpe_startup < 0:
+    if t.tpe_startup is not None and t.tpe_startup < 0:
         raise UsageError(f"--tpe-startup must be >= 0. Received: {t.tpe_startup}")
-    if t.tpe_startup != 10 and t.tuner != "tpe":
+    if t.tpe_startup is not None and t.tuner != "tpe":
         raise UsageError(
             f"--tpe-startup applies to --tuner tpe only. Received: --tuner {t.tuner} "
             f"--tpe-startup {t.tpe_startup}"

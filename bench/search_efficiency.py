@@ -40,7 +40,7 @@ def run_once(method: str, seed: int, args) -> dict:
         tuner=TunerConfig(
             tuner=METHODS[method]["tuner"],
             prune=METHODS[method]["prune"],
-            tpe_startup=args.tpe_startup if METHODS[method]["tuner"] == "tpe" else 10,
+            tpe_startup=args.tpe_startup if METHODS[method]["tuner"] == "tpe" else None,
             max_trials=1000,
             epochs=args.epochs,
             seed=seed,

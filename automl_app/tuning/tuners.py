@@ -395,7 +395,7 @@ def make_tuner(
     keep_checkpoints: int = 1,
     n_train: int | None = None,
     executions_per_trial: int = 1,
-    tpe_startup: int = 10,
+    tpe_startup: int | None = None,
 ):
     """A KerasTuner tuner over `hypermodel` whose project lives in RUN_DIR/tuner.
 
@@ -423,7 +423,9 @@ def make_tuner(
         if name == "tpe":
             from automl_app.tuning.tpe import TPEOracle
 
-            oracle = TPEOracle(max_trials=max_trials, n_startup_trials=tpe_startup, **oracle_args)
+            if tpe_startup is not None:  # else TPEOracle's default (Optuna's 10)
+                oracle_args["n_startup_trials"] = tpe_startup
+            oracle = TPEOracle(max_trials=max_trials, **oracle_args)
             tuner = cls(
                 oracle=oracle,
                 hypermodel=hypermodel,

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export KERAS_HOME ?= $(CURDIR)/.venv/keras_home
 
-.PHONY: venv install demo test test-fast lint format bench clean
+.PHONY: venv install browser demo test test-fast lint format golden bench clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,11 @@ test-fast: venv
 lint: venv
 	$(BIN)/ruff format --check automl_app tests bench
 	$(BIN)/ruff check automl_app tests bench
+	$(BIN)/lint-imports
+
+# Refresh tests/golden/help_*.txt on purpose after changing an option (review the diff).
+golden: venv
+	AUTOML_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_cli.py -k golden
 
 format: venv
 	$(BIN)/ruff format automl_app tests bench

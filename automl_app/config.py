@@ -6,20 +6,34 @@ Validation here needs no TensorFlow, so bad input fails in well under a second w
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from automl_app.errors import UsageError
 
+DEFAULT_TRAIN_DATASET = "fashion_mnist"
+# Option values, here so the CLI can validate without importing KerasTuner or AutoKeras.
+TUNER_NAMES = ("random", "grid", "bayesian", "hyperband", "tpe")
+PRUNER_NAMES = ("none", "median", "asha")
+ENGINES = ("kerastuner", "autokeras")
+
 
 @dataclass(frozen=True)
 class DataConfig:
+    """Where the data comes from: enough to rebuild the same splits later (select, reproduce)."""
+
     dataset: str = "digits"
-    data_dir: str | None = None
+    data_dir: str | None = None  # an image folder (or a text folder for `search text`)
+    image_size: int | None = None  # image folders: square size after resize_with_pad
     max_samples: int | None = None
     val_fraction: float = 0.1
     seed: int = 0
+    csv: str | None = None  # tables and text: the CSV (or Parquet) file
+    target: str | None = None
+    text_column: str | None = None
+    column_types: dict[str, str] = field(default_factory=dict)
+    spec: str | None = None  # search multi: the YAML spec of inputs and outputs
 
 
 @dataclass(frozen=True)
@@ -53,8 +67,28 @@ class TunerConfig:
 
 
 @dataclass(frozen=True)
+class AutoKerasConfig:
+    block: str = "auto"  # image family: auto, vanilla, resnet, xception, efficientnet
+    task: str = "auto"  # auto, classification, regression
+
+
+def default_run_dir(data: DataConfig, engine: str) -> Path:
+    """runs/<data name>-<engine>-<timestamp>: one rule for every command."""
+    if data.spec:
+        name = Path(data.spec).stem
+    elif data.csv:
+        name = Path(data.csv).stem
+    elif data.data_dir:
+        name = Path(data.data_dir).resolve().name
+    else:
+        name = data.dataset
+    return Path("runs") / f"{name}-{engine}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@dataclass(frozen=True)
 class SearchConfig:
-    """Everything `automl search image` needs; also the Python API's argument."""
+    """Everything `automl search image|text|structured|multi` needs; also the Python API's
+    argument."""
 
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
@@ -63,36 +97,65 @@ class SearchConfig:
     overwrite: bool = False
     resume: bool = False
     verbose: bool = False
-    task: str = "image"
+    task: str = "image"  # image, text, structured, multi
     mlflow: str | None = None  # tracking URI (file:, sqlite:, http:)
+    engine: str = "kerastuner"  # kerastuner or autokeras
+    autokeras: AutoKerasConfig = field(default_factory=AutoKerasConfig)
 
     def resolved_run_dir(self) -> Path:
-        """--run-dir, or runs/<dataset>-<timestamp>."""
-        if self.run_dir:
-            return Path(self.run_dir)
-        name = Path(self.data.data_dir).resolve().name if self.data.data_dir else self.data.dataset
-        return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        """--run-dir, or runs/<data>-<engine>-<timestamp>."""
+        return Path(self.run_dir) if self.run_dir else default_run_dir(self.data, self.engine)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """`automl train-scratch MODEL`: a recipe, single-value overrides and the data source."""
+
+    model: str = "mobilenetv2"
+    recipe: str = "mobilenetv2_scratch"
+    overrides: dict[str, Any] = field(default_factory=dict)  # recipe keys, e.g. epochs, lr_per_256
+    data: DataConfig = field(default_factory=lambda: DataConfig(dataset=DEFAULT_TRAIN_DATASET))
+    run_dir: str | None = None
+    overwrite: bool = False
+    resume: bool = False
+    verbose: bool = False
+    mlflow: str | None = None
+    scan_cache: str | None = None
+    engine: str = "scratch"
+    task: str = "image"
+
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else default_run_dir(self.data, self.engine)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """Only the fields `cls` has (run.json written by an older version may carry others)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
 
 
 def search_config_from_dict(d: dict[str, Any]) -> SearchConfig:
     """Rebuild a SearchConfig from run.json's `config` (for workers, resume and reproduce)."""
     tuner = dict(d.get("tuner", {}))
     tuner["enqueue"] = tuple(tuner.get("enqueue") or ())
+    nested = ("data", "space", "tuner", "autokeras")
     return SearchConfig(
-        data=DataConfig(**d.get("data", {})),
-        space=SpaceConfig(**d.get("space", {})),
-        tuner=TunerConfig(**tuner),
-        **{k: v for k, v in d.items() if k not in ("data", "space", "tuner")},
+        data=DataConfig(**_known(DataConfig, d.get("data", {}))),
+        space=SpaceConfig(**_known(SpaceConfig, d.get("space", {}))),
+        tuner=TunerConfig(**_known(TunerConfig, tuner)),
+        autokeras=AutoKerasConfig(**_known(AutoKerasConfig, d.get("autokeras") or {})),
+        **_known(SearchConfig, {k: v for k, v in d.items() if k not in nested}),
     )
 
 
 def validate_search(cfg: SearchConfig) -> SearchConfig:
     """Checks that need no library import; raises UsageError (exit 2)."""
-    from automl_app.tuning import PRUNER_NAMES, TUNER_NAMES
-
     if cfg.tuner.max_trials < 1:
         raise UsageError(f"--max-trials must be >= 1. Received: {cfg.tuner.max_trials}")
     if cfg.tuner.epochs < 1:
@@ -126,10 +189,6 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
         raise UsageError(f"--keep-checkpoints must be >= 1. Received: {t.keep_checkpoints}")
     if t.workers < 1:
         raise UsageError(f"--workers must be >= 1. Received: {t.workers}")
-    if cfg.mlflow:
-        from automl_app.experiments import require_mlflow
-
-        require_mlflow()  # exit 2 before any training when the extra is missing
     if cfg.resume and cfg.overwrite:
         raise UsageError("--resume and --overwrite are exclusive: continue the run or replace it")
     if cfg.space.space and cfg.space.hypermodel:

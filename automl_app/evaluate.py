@@ -74,3 +74,20 @@ def plot_confusion_matrix(cm: np.ndarray, names: Sequence[str], path: str | Path
     ax.set_title("Confusion matrix (test split)")
     fig.tight_layout()
     return runs.atomic_save_figure(fig, path)
+
+
+def probabilities(model: Any, x_raw: np.ndarray, spec: Any, batch: int = 1024) -> np.ndarray:
+    """The in-memory model's probabilities on raw inputs, through the export's preprocessing
+    (spec.preprocess), so the test report measures what the exported `serve` will answer."""
+    from automl_app.tf_env import tf
+
+    t = tf()
+    outs = []
+    for i in range(0, len(x_raw), batch):
+        x = spec.preprocess(t.constant(x_raw[i : i + batch]))
+        outs.append(np.asarray(model(x, training=False), dtype=np.float64))
+    probs = np.concatenate(outs) if outs else np.zeros((0, 0))
+    if not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3) or (probs < -1e-6).any():
+        e = np.exp(probs - probs.max(axis=1, keepdims=True))  # logits → probabilities
+        probs = e / e.sum(axis=1, keepdims=True)
+    return probs

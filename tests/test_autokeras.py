@@ -22,7 +22,7 @@ OPTS = {"max_trials": 1, "epochs": 1, "seed": 1, "overwrite": True, "batch_size"
 
 
 def _opts(run_dir: Path):
-    from automl_app.autokeras_tasks import SearchOptions
+    from automl_app.engines.autokeras import SearchOptions
 
     return SearchOptions(directory=run_dir / "tuner", **OPTS)
 
@@ -62,7 +62,7 @@ def _check_trials(run_dir: Path, expect_hp: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_compat_shim_is_idempotent_and_coerces_numpy_units():
-    from automl_app import autokeras_compat
+    from automl_app.engines.autokeras import compat as autokeras_compat
 
     ak = autokeras_compat.apply()
     assert autokeras_compat.apply() is ak
@@ -81,7 +81,7 @@ def test_compat_shim_is_idempotent_and_coerces_numpy_units():
 
 @pytest.mark.slow
 def test_image_classifier_auto_block_on_cpu(tmp_path, capsys):
-    from automl_app import autokeras_tasks as akt
+    from automl_app.engines import autokeras as akt
 
     x, y = _images(72, 3)
     said = []
@@ -107,7 +107,7 @@ def test_image_classifier_auto_block_on_cpu(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_image_regressor_vanilla_block(tmp_path):
-    from automl_app import autokeras_tasks as akt
+    from automl_app.engines import autokeras as akt
 
     x, c = _images(48, 4, channels=1)
     y = c.astype(np.float32) * 2.5
@@ -140,7 +140,7 @@ def _text_csv(path: Path, n: int = 80) -> Path:
 
 @pytest.mark.slow
 def test_text_classifier_serves_raw_strings(tmp_path):
-    from automl_app import autokeras_tasks as akt
+    from automl_app.engines import autokeras as akt
     from automl_app.data import text
 
     data = text.load_text_csv(_text_csv(tmp_path / "reviews.csv"), "review", "sentiment")
@@ -164,7 +164,7 @@ def test_text_classifier_serves_raw_strings(tmp_path):
 
 @pytest.mark.slow
 def test_text_regressor(tmp_path):
-    from automl_app import autokeras_tasks as akt
+    from automl_app.engines import autokeras as akt
     from automl_app.data import text
 
     data = text.load_text_csv(_text_csv(tmp_path / "r.csv", 48), "review", "stars",
@@ -202,7 +202,7 @@ def _iris_csv(path: Path) -> Path:
 
 @pytest.mark.slow
 def test_structured_classifier_named_inputs(tmp_path):
-    from automl_app import autokeras_tasks as akt
+    from automl_app.engines import autokeras as akt
     from automl_app.data import tabular
 
     data = tabular.load_csv(_iris_csv(tmp_path / "iris.csv"), "species", seed=0)
@@ -235,7 +235,7 @@ def test_structured_classifier_named_inputs(tmp_path):
 def test_structured_regressor(tmp_path):
     from sklearn.datasets import load_diabetes
 
-    from automl_app import autokeras_tasks as akt
+    from automl_app.engines import autokeras as akt
     from automl_app.data import tabular
 
     d = load_diabetes()
@@ -274,7 +274,7 @@ csv: items.csv
 def test_auto_model_two_inputs_two_heads(tmp_path):
     from PIL import Image
 
-    from automl_app import autokeras_tasks as akt
+    from automl_app.engines import autokeras as akt
 
     x, c = _images(60, 2)
     rng = np.random.default_rng(3)
@@ -317,7 +317,7 @@ def test_auto_model_two_inputs_two_heads(tmp_path):
 
 
 def test_spec_errors_name_file_and_key(tmp_path):
-    from automl_app import autokeras_tasks as akt
+    from automl_app.engines import autokeras as akt
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("inputs: [{type: audio, column: a}]\noutputs: [{type: regression, column: y}]\n")
@@ -330,7 +330,7 @@ def test_spec_errors_name_file_and_key(tmp_path):
 
 
 def test_options_and_memory_errors():
-    from automl_app import autokeras_tasks as akt
+    from automl_app.engines import autokeras as akt
 
     with pytest.raises(
         UsageError, match="tuner must be one of greedy, random, bayesian, hyperband"

@@ -19,12 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from automl_app import runs
-from automl_app.cli_autokeras import (
-    image_engine_tuner,
-    search_multi,
-    search_structured,
-    search_text,
-)
+from automl_app.cli.search import build_config, search_multi, search_structured, search_text
 from automl_app.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,8 +78,9 @@ def _check_run(run_dir: Path, command: str) -> dict:
 
 def test_commands_import_and_help_without_tensorflow():
     code = (
-        "import sys; from click.testing import CliRunner; from automl_app import cli_autokeras as c\n"
-        "for cmd in c.COMMANDS: assert CliRunner().invoke(cmd, ['--help']).exit_code == 0\n"
+        "import sys; from click.testing import CliRunner; from automl_app.cli import search as c\n"
+        "for cmd in c.search.commands.values():\n"
+        "    assert CliRunner().invoke(cmd, ['--help']).exit_code == 0\n"
         "print(sorted(m for m in ('tensorflow', 'keras', 'autokeras', 'keras_tuner') "
         "if m in sys.modules))"
     )
@@ -173,12 +169,20 @@ def test_existing_run_dir_needs_overwrite_or_resume(tmp_path):
     assert res.exit_code == 2 and "already exists; pass --overwrite" in res.output
 
 
-def _cfg(**tuner):
-    from automl_app.config import DataConfig, SearchConfig, TunerConfig
+def _cfg(block="vanilla", task="auto", **tuner):
+    from automl_app.config import AutoKerasConfig, DataConfig, SearchConfig, TunerConfig
 
     base = {"tuner": "greedy", "max_trials": 1, "epochs": 1}
     return SearchConfig(data=DataConfig(dataset="digits", max_samples=200),
-                        tuner=TunerConfig(**{**base, **tuner}))  # fmt: skip
+                        tuner=TunerConfig(**{**base, **tuner}), engine="autokeras",
+                        autokeras=AutoKerasConfig(block=block, task=task))  # fmt: skip
+
+
+def _plan(cfg):
+    """The engine's checks, as the CLI runs them (nothing is written)."""
+    from automl_app import workflows
+
+    return workflows.plan_for(cfg)
 
 
 @pytest.mark.parametrize(
@@ -190,27 +194,33 @@ def _cfg(**tuner):
     ],
 )
 def test_image_api_rejects_kerastuner_options(kwargs, fragment):
-    from automl_app import workflows_autokeras as wak
-
     with pytest.raises(UsageError, match=fragment):
-        wak.search_image_autokeras(_cfg(**kwargs), block="vanilla")
+        _plan(_cfg(**kwargs))
 
 
 def test_image_api_rejects_bad_block_task_dataset():
     import dataclasses
 
-    from automl_app import workflows_autokeras as wak
-
     with pytest.raises(UsageError, match=r"--block must be one of auto, vanilla, resnet"):
-        wak.search_image_autokeras(_cfg(), block="big")
+        _plan(_cfg(block="big"))
     with pytest.raises(UsageError, match=r"--task must be one of classification, regression"):
-        wak.search_image_autokeras(_cfg(), task="ranking")
+        _plan(_cfg(task="ranking"))
     cfg = _cfg()
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset="imagenet"))
     with pytest.raises(
         UsageError, match="--dataset must be one of .*Received: --dataset 'imagenet'"
     ):
-        wak.search_image_autokeras(cfg)
+        _plan(cfg)
+
+
+def image_engine_tuner(engine, tuner, **extra):
+    """The tuner `search image` resolves for an engine (options → config → engine checks)."""
+    cfg = build_config("image", {"engine": engine, "tuner": tuner, "max_trials": 1, **extra})
+    if engine == "autokeras":
+        from automl_app.engines.autokeras.engine import check_config
+
+        check_config(cfg)
+    return cfg.tuner.tuner
 
 
 def test_engine_options_for_search_image():
@@ -227,8 +237,17 @@ def test_engine_options_for_search_image():
         image_engine_tuner("autokeras", None, dataset="digits", data_dir="d")
 
 
+def test_search_text_accepts_engine_autokeras_and_refuses_kerastuner(tmp_path):
+    path = _reviews_csv(tmp_path / "r.csv")
+    base = ["--csv", str(path), "--text-column", "review", "--target", "sentiment"]
+    res = invoke(search_text, *base, "--engine", "kerastuner", "--run-dir", str(tmp_path / "a"))
+    assert res.exit_code == 2 and "needs --engine autokeras" in res.output
+    res = invoke(search_text, "--engine", "autokeras", "--help")
+    assert res.exit_code == 0
+
+
 def test_holdout_is_seeded_stratified_and_disjoint():
-    from automl_app.workflows_autokeras import holdout
+    from automl_app.engines.autokeras.engine import holdout
 
     y = np.repeat([0, 1, 2], [50, 30, 3])
     tr, va, te = holdout(y, "classification", seed=3, val_fraction=0.1)
@@ -293,8 +312,8 @@ def test_text_csv_classifier(tmp_path):
 
 @pytest.mark.slow
 def test_digits_image_api_reads_test_once(tmp_path, monkeypatch):
-    from automl_app import workflows_autokeras as wak
-    from automl_app.config import DataConfig, SearchConfig, TunerConfig
+    from automl_app import workflows
+    from automl_app.config import AutoKerasConfig, DataConfig, SearchConfig, TunerConfig
     from automl_app.data import datasets
 
     loaded = []
@@ -304,9 +323,10 @@ def test_digits_image_api_reads_test_once(tmp_path, monkeypatch):
     )
     cfg = SearchConfig(data=DataConfig(dataset="digits", max_samples=200, seed=1),
                        tuner=TunerConfig(tuner="greedy", max_trials=1, epochs=1, seed=1),
-                       run_dir=str(tmp_path / "run"))  # fmt: skip
+                       run_dir=str(tmp_path / "run"), engine="autokeras",
+                       autokeras=AutoKerasConfig(block="vanilla"))  # fmt: skip
     said = []
-    m = wak.search_image_autokeras(cfg, block="vanilla", say=said.append)
+    m = workflows.search(cfg, say=said.append)
     assert loaded[0].test_reads == 1
     run = tmp_path / "run"
     _check_run(run, "search image")
@@ -328,21 +348,22 @@ def test_image_folder_regression_on_numeric_classes(tmp_path):
     from PIL import Image
     from sklearn.datasets import load_digits
 
-    from automl_app import workflows_autokeras as wak
-    from automl_app.config import DataConfig, SearchConfig, TunerConfig
+    from automl_app import workflows
+    from automl_app.config import AutoKerasConfig, DataConfig, SearchConfig, TunerConfig
 
     d = load_digits()
     for i in range(150):
         folder = tmp_path / "imgs" / f"{d.target[i] % 3}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray((d.images[i] * 15).astype(np.uint8)).save(folder / f"{i}.png")
-    cfg = SearchConfig(data=DataConfig(data_dir=str(tmp_path / "imgs")),
+    cfg = SearchConfig(data=DataConfig(data_dir=str(tmp_path / "imgs"), image_size=8),
                        tuner=TunerConfig(tuner="greedy", max_trials=1, epochs=1),
-                       run_dir=str(tmp_path / "run"))  # fmt: skip
-    m = wak.search_image_autokeras(cfg, block="vanilla", task="regression", say=lambda s: None)
+                       run_dir=str(tmp_path / "run"), engine="autokeras",
+                       autokeras=AutoKerasConfig(block="vanilla", task="regression"))  # fmt: skip
+    m = workflows.search(cfg, say=lambda s: None)
     _check_run(tmp_path / "run", "search image")
     assert "content hash" in m["data"]["split"]["method"]
-    assert m["data"]["image_shape"] == [8, 8, 1]
+    assert m["data"]["image_shape"] == [8, 8, 3]  # the shared folder path decodes to RGB
     assert set(m["test"]) >= {"mae", "rmse", "r2"}
     assert (tmp_path / "run" / "report" / "regression_report.json").is_file()
 
@@ -393,10 +414,11 @@ def test_subprocess_structured_regression(tmp_path):
         w.writerow([*d.feature_names, "progression"])
         for row, t in zip(d.data[:100], d.target[:100], strict=True):
             w.writerow([*(f"{v:.5f}" for v in row), f"{t:.1f}"])
-    from automl_app.cli import search
+    from automl_app.cli.search import search
 
     attached = "structured" in search.commands
-    prog = ["automl_app.cli", "search"] if attached else ["automl_app.cli_autokeras"]
+    assert attached
+    prog = ["automl_app.cli", "search"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     out = subprocess.run(
         [sys.executable, "-m", *prog, "structured", "--csv", str(path), "--target", "progression",

@@ -14,14 +14,17 @@ import pytest
 from click.testing import CliRunner
 from test_report import _ROOT, make_search_run
 
-from automl_app import experiments, report, runs
-from automl_app.cli_experiments import (
+from automl_app import analysis as experiments
+from automl_app import report, runs
+from automl_app.cli.runs import (
     evaluate_cmd,
     reproduce_cmd,
     runs_cmd,
     select_cmd,
 )
 from automl_app.errors import UsageError
+from automl_app.integrations.mlflow import log_mlflow
+from automl_app.integrations.tensorboard import tensorboard
 
 
 @pytest.fixture(scope="session")
@@ -96,21 +99,23 @@ def test_compare_gives_plain_verdicts():
 
 
 def test_mlflow_missing_names_the_extra(monkeypatch, tmp_path):
+    from automl_app.integrations.mlflow import require_mlflow
+
     monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(UsageError, match=r"automl-app\[mlflow\]"):
-        experiments.require_mlflow()
+        require_mlflow()
 
 
 def test_commands_import_without_tensorflow_and_run_standalone():
     code = (
-        "import sys, automl_app.cli_experiments as c; "
+        "import sys, automl_app.cli.runs as c; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
         "print(len(c.COMMANDS))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.strip() == "6", out.stderr
+    assert out.returncode == 0 and out.stdout.strip() == "9", out.stderr
     out = subprocess.run(
-        [sys.executable, "-m", "automl_app.cli_experiments", "--help"],
+        [sys.executable, "-m", "automl_app.cli", "--help"],
         capture_output=True,
         text=True,
     )
@@ -233,7 +238,7 @@ def test_reproduce_needs_two_seeds(search_run):
 
 @pytest.mark.slow
 def test_tensorboard_serves_on_localhost(search_run):
-    url, _server = experiments.tensorboard(search_run, port=0, say=lambda _l: None)
+    url, _server = tensorboard(search_run, port=0, say=lambda _l: None)
     assert url.startswith("http://127.0.0.1:") or url.startswith("http://localhost:")
     with urllib.request.urlopen(url, timeout=30) as resp:
         assert resp.status == 200
@@ -249,7 +254,7 @@ def test_mlflow_logs_trials_to_a_local_store(search_run, tmp_path, store):
         uri = (tmp_path / "mlruns").as_uri()
     else:
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    parent_id = experiments.log_mlflow(search_run, uri, say=lambda _l: None)
+    parent_id = log_mlflow(search_run, uri, say=lambda _l: None)
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     parent = client.get_run(parent_id)
     children = client.search_runs(

@@ -57,7 +57,7 @@ def test_01_search_report_select_serve(tmp_path):
 
 @pytest.mark.slow
 def test_02_scan_train_scratch_evaluate(tmp_path):
-    _needs("automl_app.workflows_images", "train_scratch")
+    _needs("automl_app.workflows", "train_scratch")
     run_notebook(
         "02_train_scratch_mobilenetv2.ipynb",
         'OVERRIDES = {"image_size": 32, "alpha": 0.35, "batch_size": 8, "epochs": 1}\n'
@@ -71,7 +71,7 @@ def test_02_scan_train_scratch_evaluate(tmp_path):
 
 @pytest.mark.slow
 def test_03_autokeras(tmp_path):
-    _needs("automl_app.workflows_autokeras", "search_image_autokeras")
+    _needs("automl_app.workflows", "search")
     pytest.importorskip("autokeras")
     run_notebook(
         "03_autokeras.ipynb",

@@ -1,4 +1,9 @@
-"""report.py on a real digits search: every plot, the leaderboard, a self-contained index.html."""
+"""The report package: every plot, the leaderboard, one self-contained interactive index.html.
+
+Fast tests build a run directory by hand (run.json, trials.csv, KerasTuner trial.json files and a
+real scikit-learn classification report), the way a search leaves it; the slow ones run a real
+digits search once per session (shared with test_experiments.py).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,279 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from automl_app import report, runs
-from automl_app.cli_experiments import report_cmd
+from automl_app import evaluate, report, runs
 
 _ROOT = Path(tempfile.mkdtemp(prefix="automl-experiments-"))
+
+# Twelve hyperparameters as KerasTuner records them: (name, class_name, config).
+SPACE = [
+    ("learning_rate", "Float", {"min_value": 1e-4, "max_value": 0.1, "sampling": "log"}),
+    ("batch_size", "Choice", {"values": [16, 32, 64, 128, 256]}),
+    ("num_layers", "Int", {"min_value": 1, "max_value": 4, "step": 1}),
+    ("units_layer_0", "Int", {"min_value": 16, "max_value": 512, "step": 16}),
+    ("units_layer_1", "Int", {"min_value": 16, "max_value": 512, "step": 16}),
+    ("dropout_rate_layer_0", "Float", {"min_value": 0.0, "max_value": 0.5}),
+    ("dropout_rate_layer_1", "Float", {"min_value": 0.0, "max_value": 0.5}),
+    ("activation_function", "Choice", {"values": ["relu", "tanh", "gelu"]}),
+    ("optimizer", "Choice", {"values": ["adam", "sgd", "rmsprop"]}),
+    ("weight_decay", "Float", {"min_value": 1e-6, "max_value": 1e-2, "sampling": "log"}),
+    ("label_smoothing", "Float", {"min_value": 0.0, "max_value": 0.2}),
+    ("use_batch_norm", "Boolean", {}),
+]
+CLASSES = [f"class_{i}" for i in range(10)]
+
+
+def _sample(rng: np.random.Generator) -> dict:
+    values = {}
+    for name, kind, c in SPACE:
+        if kind == "Float" and c.get("sampling") == "log":
+            lo, hi = np.log10(c["min_value"]), np.log10(c["max_value"])
+            values[name] = float(10 ** rng.uniform(lo, hi))
+        elif kind == "Float":
+            values[name] = float(rng.uniform(c["min_value"], c["max_value"]))
+        elif kind == "Int":
+            steps = (c["max_value"] - c["min_value"]) // c["step"]
+            values[name] = int(c["min_value"] + c["step"] * rng.integers(0, steps + 1))
+        elif kind == "Choice":
+            values[name] = c["values"][rng.integers(0, len(c["values"]))]
+        else:
+            values[name] = bool(rng.integers(0, 2))
+    return values
+
+
+def fake_run(
+    root: Path,
+    trials: int = 14,
+    accuracy: float = 0.9,
+    test_key: str = "test",
+    chance: dict | None = None,
+    name: str = "fake-search",
+) -> Path:
+    """A finished 10-class search of `trials` trials over the twelve-parameter SPACE.
+
+    The objective rises with the learning rate (so fANOVA has something to find); trial 1 failed,
+    trial 2 was pruned after 2 epochs, the others ran 4 epochs with per-epoch observations.
+    """
+    run = root / name
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(trials):
+        tid = f"{i:02d}"
+        hps = _sample(rng)
+        score = 0.5 + 0.1 * np.log10(hps["learning_rate"] / 1e-4) + rng.normal(0, 0.01)
+        status = "failed" if i == 1 else ("pruned" if i == 2 else "completed")
+        epochs = 2 if status == "pruned" else 4
+        curve = [score * (0.7 + 0.1 * e) for e in range(epochs)]
+        state = {
+            "trial_id": tid,
+            "status": "COMPLETED" if status != "failed" else "FAILED",
+            "hyperparameters": {
+                "space": [{"class_name": k, "config": {"name": n, **c}} for n, k, c in SPACE],
+                "values": hps,
+            },
+            "metrics": {
+                "metrics": {}
+                if status == "failed"
+                else {
+                    "val_accuracy": {
+                        "direction": "max",
+                        "observations": [{"value": [v], "step": e} for e, v in enumerate(curve)],
+                    }
+                }
+            },
+        }
+        (run / "tuner" / f"trial_{tid}").mkdir(parents=True)
+        (run / "tuner" / f"trial_{tid}" / "trial.json").write_text(json.dumps(state))
+        row = {"trial_id": tid, "status": status}
+        if status != "failed":
+            row |= {
+                "objective": max(curve),
+                "val_accuracy": max(curve),
+                "val_loss": 1.5 - max(curve),
+                "epochs": epochs,
+                "seconds": 3.0 * epochs,
+                "seconds_per_epoch": 3.0,
+                "params": 1000 * hps["units_layer_0"],
+            }
+        if status == "pruned":
+            row["pruned_at"] = 2
+        rows.append(row | {f"hp_{k}": v for k, v in hps.items()})
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    runs.write_csv(run / "trials.csv", rows, first=cols)
+    y = np.repeat(np.arange(10), 30)
+    probs = np.full((len(y), 10), 0.01)
+    right = rng.random(len(y)) < accuracy
+    probs[np.arange(len(y)), np.where(right, y, (y + 1) % 10)] = 0.91
+    test = evaluate.write_classification_report(y, probs, CLASSES, run / "report")
+    best = max((r for r in rows if "objective" in r), key=lambda r: r["objective"])
+    manifest = {
+        "schema_version": 2,
+        "command": "search",
+        "status": "completed",
+        "started_at": "2025-01-01T00:00:00+00:00",
+        "engine": "kerastuner",
+        "config": {"tuner": {"tuner": "random", "objective": "val_accuracy"}},
+        "data": {"dataset": "fake", "class_names": CLASSES},
+        "best_trial": {"trial_id": best["trial_id"], "score": best["objective"]},
+        test_key: test,
+        "wall_seconds": 42.0,
+    }
+    if chance is not None:
+        manifest["chance"] = chance
+    (run / "run.json").write_text(json.dumps(manifest))
+    return run
+
+
+# --------------------------------------------------------------------------- fast: a fake run
+
+
+def test_twelve_hyperparameters_give_importances_and_readable_figures(tmp_path):
+    run = fake_run(tmp_path, trials=14)
+    lines: list[str] = []
+    info = report.write_report(run, say=lines.append)
+    out = run / "report"
+    for name in ("history", "parallel_coordinates", "intermediate_values", "importance"):
+        assert name in info["plots"], info["skipped"]
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("history", "parallel_coordinates", "intermediate_values", "importance", "slice"):
+        assert name in info["figures"], info["skipped"]
+    imp = json.loads((out / "importance.json").read_text())
+    assert set(imp) == {n for n, *_ in SPACE} and abs(sum(imp.values()) - 1) < 1e-6
+    assert max(imp, key=imp.get) == "learning_rate"  # the one the objective depends on
+    assert info["importance_note"] is None
+    # the parallel-coordinates PNG shows the 8 most important axes, wide enough for them
+    from PIL import Image
+
+    width, _ = Image.open(out / "parallel_coordinates.png").size
+    assert width >= 1000
+    from automl_app.report.study import top_params
+
+    shown, left_out = top_params(report.build_study(run), imp, 8)
+    assert len(shown) == 8 and len(left_out) == 4 and shown[0] == "learning_rate"
+    page = (out / "index.html").read_text()
+    assert "top 12 by importance" in page  # the interactive one keeps all twelve
+    labels = report.figures.parallel_figure(report.build_study(run), "val_accuracy", imp)
+    ticks = list(labels.layout.xaxis.ticktext)
+    assert len(ticks) == 13 and "dropout…_layer_0" in ticks and "dropout…_layer_1" in ticks
+    board = "\n".join(lines)
+    assert "top 10 of 14 trials by val_accuracy (max)" in board
+
+
+def test_index_html_embeds_plotly_once_and_scrolls_the_leaderboard(tmp_path):
+    run = fake_run(tmp_path, trials=12)
+    report.write_report(run, say=lambda _l: None)
+    page = (run / "report" / "index.html").read_text()
+    from plotly.offline import get_plotlyjs
+
+    bundle = get_plotlyjs()
+    assert page.count(bundle[:200]) == 1 and bundle in page
+    assert "cdn.plot.ly" not in page.replace(bundle, "")
+    assert page.count("Plotly.newPlot") >= 5
+    board = re.search(r"<section id='leaderboard'>.*?</section>", page, re.S).group(0)
+    assert "<div class='scroll'><table>" in board and "learning_rate" in board
+    assert ".scroll{overflow:auto" in page and "position:sticky" in page
+    for section in ("summary", "leaderboard", "importance", "figures", "per-class", "plots"):
+        assert f"<section id='{section}'>" in page, section
+
+
+@pytest.mark.parametrize("completed", [3, 9])
+def test_importance_waits_for_enough_completed_trials(tmp_path, completed):
+    run = fake_run(tmp_path, trials=completed + 2)  # trial 1 fails, trial 2 is pruned
+    stale = run / "report" / "importance.png"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"\x89PNG\r\n\x1a\n an old report's 0.0909 bars")
+    info = report.write_report(run, say=lambda _l: None)
+    more = 10 - completed
+    sentence = (
+        f"Importance needs at least 10 completed trials: {more} more completed "
+        f"trial{'s' if more != 1 else ''} to go (this run has {completed})."
+    )
+    assert info["importance_note"] == sentence == info["skipped"]["importance"]
+    assert "importance" not in info["plots"] and "importance" not in info["figures"]
+    assert not stale.exists() and not (run / "report" / "importance.json").exists()
+    page = (run / "report" / "index.html").read_text()
+    section = re.search(r"<section id='importance'>.*?</section>", page, re.S).group(0)
+    assert sentence in section and "0.0909" not in section
+    assert "parallel_coordinates" in info["plots"] and "history" in info["figures"]
+
+
+def test_chance_warning_when_test_accuracy_is_within_noise(tmp_path):
+    run = fake_run(tmp_path, accuracy=0.1, test_key="test_metrics")  # an old train-scratch key
+    lines: list[str] = []
+    info = report.write_report(run, say=lines.append)
+    ch = info["chance"]
+    assert ch["rate"] == pytest.approx(0.1) and ch["basis"] == "1/10 classes"
+    assert ch["examples"] == 300 and ch["within_noise"] is True
+    page = (run / "report" / "index.html").read_text()
+    assert "id='chance-warning'" in page and "Within noise of chance" in page
+    assert any("within noise of chance" in line for line in lines)
+    summary = re.search(r"<section id='summary'>.*?</section>", page, re.S).group(0)
+    assert "test accuracy" in summary and "0.1 (1/10 classes)" in summary
+
+
+def test_no_chance_warning_for_a_good_model_and_run_json_chance_wins(tmp_path):
+    good = fake_run(tmp_path, accuracy=0.9, name="good")
+    info = report.write_report(good, say=lambda _l: None)
+    assert info["chance"]["within_noise"] is False
+    assert "chance-warning" not in (good / "report" / "index.html").read_text()
+    given = {"rate": 0.4, "basis": "majority class", "within_noise": True}
+    flagged = fake_run(tmp_path, accuracy=0.9, chance=given, name="given")
+    info = report.write_report(flagged, say=lambda _l: None)
+    assert info["chance"]["rate"] == 0.4 and info["chance"]["within_noise"] is True
+    page = (flagged / "report" / "index.html").read_text()
+    assert "chance-warning" in page and "majority class" in page
+
+
+def test_a_run_without_trials_still_gets_a_page(tmp_path):
+    """A train-scratch run: per-epoch history in run.json, no trials.csv."""
+    run = tmp_path / "scratch"
+    run.mkdir()
+    manifest = {
+        "command": "train-scratch",
+        "status": "completed",
+        "history": {"accuracy": [0.3, 0.5], "loss": [1.2, 0.9], "val_accuracy": [0.3, 0.4]},
+        "data": {"classes": ["a", "b"], "counts": {"train": 10, "val": 2, "test": 4}},
+        "test": {"accuracy": 0.5, "loss": 0.7, "examples": 4},
+    }
+    (run / "run.json").write_text(json.dumps(manifest))
+    info = report.write_report(run, say=lambda _l: None)
+    assert "history" in info["plots"] and info["figures"] == ["history"]
+    assert info["skipped"]["importance"] == "no trials.csv (not a search)"
+    assert info["chance"]["within_noise"] is True  # 0.5 on 4 examples of 2 classes is a coin
+    page = (run / "report" / "index.html").read_text()
+    assert "<section id='leaderboard'>" not in page and "chance-warning" in page
+
+
+def test_report_on_a_missing_run_is_a_usage_error(tmp_path):
+    from click.testing import CliRunner
+
+    from automl_app.cli.runs import report_cmd
+
+    res = CliRunner().invoke(report_cmd, [str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = CliRunner().invoke(report_cmd, [str(tmp_path)])
+    assert res.exit_code == 2 and "not a run directory" in res.output
+
+
+def test_direction_and_conversion():
+    assert report.direction_of("val_loss") == "min" and report.direction_of("val_accuracy") == "max"
+    assert report.convert("") is None and report.convert("3") == 3 and report.convert("a") == "a"
+    assert report.convert("0.5") == 0.5
+
+
+def test_public_api_callers_use_is_kept():
+    for name in (
+        "write_report leaderboard load_trials build_study importances plot_reproduce lr_curve "
+        "objective direction_of trial_curves convert columns is_pruned ranked format_table "
+        "leaderboard_rows kerastuner_trials REPORT_DIR LEADER_METRICS Skip _fmt _status_counts"
+    ).split():
+        assert hasattr(report, name), name
+
+
+# --------------------------------------------------------------------------- slow: a real search
 
 
 @functools.cache
@@ -60,7 +331,6 @@ def test_report_writes_every_plot_for_a_search(search_run, tmp_path):
         "history",
         "parallel_coordinates",
         "intermediate_values",
-        "importance",
         "epoch_time_vs_batch_size",
         "confusion_matrix",
         "per_class",
@@ -68,6 +338,8 @@ def test_report_writes_every_plot_for_a_search(search_run, tmp_path):
         assert name in info["plots"], info["skipped"]
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("history", "parallel_coordinates", "intermediate_values", "slice"):
+        assert name in info["figures"], info["skipped"]
     assert "not a train-scratch run" in info["skipped"]["lr_schedule"]
     # the refreshed table is the run's table, ranked by the objective
     rows = report.load_trials(run)
@@ -75,10 +347,12 @@ def test_report_writes_every_plot_for_a_search(search_run, tmp_path):
     assert {r["trial_id"] for r in refreshed} == {str(r["trial_id"]) for r in rows}
     objs = [float(r["objective"]) for r in refreshed if r["objective"]]
     assert objs == sorted(objs, reverse=True)
-    # importances come from Optuna over the hyperparameters that varied
-    imp = json.loads((out / "importance.json").read_text())
-    assert imp and set(imp) <= {c[3:] for c in report.columns(rows) if c.startswith("hp_")}
-    assert abs(sum(imp.values()) - 1.0) < 1e-6
+    # four trials are too few for importances: one sentence instead of 0.0909 everywhere
+    done = sum(r["status"] == "completed" for r in rows)
+    assert info["skipped"]["importance"].startswith(
+        f"Importance needs at least 10 completed trials: {10 - done} more"
+    )
+    assert not (out / "importance.json").exists()
     # the printed leaderboard ranks every trial with its hyperparameters
     board = "\n".join(lines)
     assert "rank" in board and "learning_rate" in board and "seconds" in board
@@ -91,7 +365,9 @@ def test_index_html_is_self_contained(search_run, tmp_path):
     report.write_report(run, say=lambda _l: None)
     out = run / "report"
     page = (out / "index.html").read_text()
-    refs = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]+)['"]""", page)
+    # plotly.js is code, not a reference: drop <script> bodies before looking for src/href
+    markup = re.sub(r"<script[^>]*>.*?</script>", "<script></script>", page, flags=re.S)
+    refs = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]+)['"]""", markup)
     assert refs
     embedded = []
     for ref in refs:
@@ -102,12 +378,17 @@ def test_index_html_is_self_contained(search_run, tmp_path):
             assert (out / ref).resolve().is_file(), f"index.html links to missing {ref}"
     for png in out.glob("*.png"):
         assert png.read_bytes() in embedded, f"{png.name} is not embedded"
+    assert page.count("<script type='text/javascript'>") == 1  # plotly.js, once
     manifest = runs.load_manifest(run)
     assert manifest["started_at"] in page and "Leaderboard" in page
 
 
 @pytest.mark.slow
 def test_report_command_and_open(search_run, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from automl_app.cli.runs import report_cmd
+
     run = _copy(search_run, tmp_path)
     opened = []
     monkeypatch.setattr("webbrowser.open", lambda uri: opened.append(uri) or True)
@@ -128,17 +409,4 @@ def test_report_degrades_when_columns_and_curves_are_missing(search_run, tmp_pat
     info = report.write_report(run, say=lambda _l: None)
     assert "hp_batch_size" in info["skipped"]["epoch_time_vs_batch_size"]
     assert "seconds_per_epoch" in info["skipped"]["epoch_time_vs_batch_size"]
-    assert "history" in info["plots"] and "importance" in info["plots"]
-
-
-def test_report_on_a_missing_run_is_a_usage_error(tmp_path):
-    res = CliRunner().invoke(report_cmd, [str(tmp_path / "nope")])
-    assert res.exit_code == 2 and "does not exist" in res.output
-    res = CliRunner().invoke(report_cmd, [str(tmp_path)])
-    assert res.exit_code == 2 and "not a run directory" in res.output
-
-
-def test_direction_and_conversion():
-    assert report.direction_of("val_loss") == "min" and report.direction_of("val_accuracy") == "max"
-    assert report.convert("") is None and report.convert("3") == 3 and report.convert("a") == "a"
-    assert report.convert("0.5") == 0.5
+    assert "history" in info["plots"] and "Importance needs" in info["skipped"]["importance"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import subprocess
@@ -199,7 +200,7 @@ def test_blacklist_file_format(folder, tmp_path):
 
 
 def test_cli_scan_images(folder, tmp_path, monkeypatch):
-    from automl_app.cli_images import scan_images_cmd
+    from automl_app.cli.train import scan_images_cmd
 
     root, expected = folder
     monkeypatch.setenv("AUTOML_CACHE_DIR", str(tmp_path / "cache"))
@@ -222,7 +223,7 @@ def test_scan_images_as_a_subprocess(tmp_path):
     (root / "red" / "empty.jpg").write_bytes(b"")
     env = dict(os.environ, AUTOML_CACHE_DIR=str(tmp_path / "cache"))
     proc = subprocess.run(
-        [sys.executable, "-m", "automl_app.cli_images", "scan-images", str(root)],
+        [sys.executable, "-m", "automl_app.cli", "scan-images", str(root)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -232,3 +233,44 @@ def test_scan_images_as_a_subprocess(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{root / 'red' / 'empty.jpg'}\tempty\n"
     assert "10 files: 9 good, 1 bad (empty 1)" in proc.stderr
+
+
+def test_decoder_errors_become_the_scans_own_reasons(tmp_path, capfd):
+    """Valid files tf.io cannot read are 'unsupported', with the decoder's words as detail;
+    a JPEG libjpeg only warns about is good, and its warning does not reach the terminal."""
+    img = _image(2, (32, 24), 0)
+    one_bit = encode(img.convert("1"), "BMP")
+    anim = io.BytesIO()
+    img.save(anim, "WEBP", save_all=True, append_images=[img.rotate(90)])
+    jpeg = encode(img, "JPEG")
+    files = {
+        "one_bit.bmp": one_bit,
+        "animated.webp": anim.getvalue(),
+        "extraneous.jpg": jpeg[:-2] + b"\x00\x00\x00" + jpeg[-2:],
+        "good.png": encode(img, "PNG"),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    capfd.readouterr()
+    result = scan.scan([str(tmp_path / n) for n in files], root=tmp_path)
+    got = {Path(f.path).name: (f.reason, f.detail) for f in result.files}
+    assert got["one_bit.bmp"][0] == "unsupported" and "channels" in got["one_bit.bmp"][1]
+    assert got["animated.webp"] == ("unsupported", "animated WebP; tf.io decodes only still WebP")
+    assert got["extraneous.jpg"] == got["good.png"] == (None, None)
+    assert "Corrupt JPEG data" not in capfd.readouterr().err
+    assert all(f.reason in scan.REASONS for f in result.bad)
+    assert "[Op:" not in got["one_bit.bmp"][1] and "name:" not in got["one_bit.bmp"][1]
+    assert scan.load_failure(str(tmp_path / "good.png")) is None
+    assert scan.load_failure(str(tmp_path / "one_bit.bmp")).startswith("unsupported (")
+    assert scan.load_failure(str(tmp_path / "missing.png")).startswith("unreadable")
+
+
+def test_cache_from_an_older_version_is_ignored(tmp_path):
+    path = tmp_path / "a.png"
+    path.write_bytes(encode(_image(1, (8, 8), 0), "PNG"))
+    st = path.stat()
+    entry = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "reason": "x"}
+    cache = tmp_path / "c.json"
+    cache.write_text(json.dumps({"version": 1, "files": {str(path): entry}}))
+    result = scan.scan([str(path)], root=tmp_path, cache_path=cache)
+    assert result.decoded == 1 and result.files[0].ok

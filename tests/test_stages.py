@@ -155,3 +155,75 @@ def test_serving_preprocess_matches_training_load(tmp_path):
     served = stages.serving_preprocess(48, "-1_1")(t.constant(raw)).numpy()[0]
     loaded = stages.load(t.constant(paths[0]), size=48, mode="-1_1").numpy()
     np.testing.assert_allclose(served, loaded, atol=1e-5)
+
+
+@pytest.mark.parametrize("h, w", [(20, 4000), (4000, 20), (1, 1), (1, 3000), (3000, 1), (7, 5)])
+@pytest.mark.parametrize("size", [1, 32, 64])
+def test_resize_with_pad_any_aspect_ratio_eager_and_in_map(h, w, size):
+    """The crash train-scratch hit: TF's resize_with_pad asked for a 0-pixel side."""
+    x = np.full((h, w, 3), 200, np.uint8)
+    eager, graph = _both(lambda v: stages.resize_with_pad(v, size), x)
+    np.testing.assert_array_equal(eager, graph)
+    assert eager.shape == (size, size, 3) and eager.dtype == np.float32
+    new_h, new_w, top, left = stages.fit_box(h, w, size)
+    assert min(new_h, new_w) >= 1 and max(new_h, new_w) == size
+    np.testing.assert_allclose(eager[top : top + new_h, left : left + new_w], 200.0, atol=1e-3)
+    assert eager.sum() == pytest.approx(200.0 * 3 * new_h * new_w, rel=1e-5)
+
+
+def test_resize_with_pad_matches_tf_where_tf_works():
+    x = np.random.default_rng(0).random((2, 37, 90, 3)).astype(np.float32)
+    ours = stages.resize_with_pad(t.constant(x), 48).numpy()
+    theirs = t.image.resize_with_pad(x, 48, 48, antialias=True).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    served = stages.serving_preprocess(32, "0_1")(t.constant(np.zeros((3, 20, 4000, 3), np.uint8)))
+    assert served.shape == (3, 32, 32, 3)
+
+
+def test_load_uint8_keeps_the_value_range_and_can_make_grayscale(tmp_path):
+    paths, _ = _files(tmp_path, 1)
+    rgb = stages.load_uint8(t.constant(paths[0]), size=24).numpy()
+    gray = _in_map(lambda p: stages.load_uint8(p, size=24, channels=1), t.constant(paths[0]))
+    assert rgb.shape == (24, 24, 3) and rgb.dtype == np.uint8 and rgb.max() > 100
+    assert gray.shape == (24, 24, 1) and gray.dtype == np.uint8
+    ref = stages.resize_with_pad(stages.decode(stages.read(paths[0])), 24).numpy()
+    np.testing.assert_array_equal(rgb, np.clip(np.round(ref), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("cache_to", [None, "memory"])
+def test_build_with_a_guard_skips_and_names_a_file_broken_after_the_scan(tmp_path, cache_to):
+    from automl_app.data import images
+
+    paths, labels = _files(tmp_path, 5)
+    victim = paths[2]
+    with open(victim, "wb") as fh:
+        fh.write(b"X" * 300)  # the scan passed it; now it is not an image
+    lines: list[str] = []
+    common = {"num_classes": 2, "image_size": 32, "mode": "0_1", "batch_size": 2}
+    guard = images.SkipGuard(paths, log=lines.append)
+    train = stages.build(
+        paths, labels, training=True, cache_to=cache_to, seed=0, guard=guard, **common
+    )
+    for _ in range(2):
+        assert sum(len(y) for _, y in train) == 4
+    assert guard.check() == [(victim, guard.skipped[victim])]
+    assert guard.skipped[victim].startswith("not an image")
+    assert lines == [f"skipped: {victim}: {guard.skipped[victim]}"]
+    assert guard.check() == [] and len(lines) == 1  # named once
+    evaluation = images.SkipGuard(paths, log=None)
+    ds = stages.build(paths, labels, training=False, guard=evaluation, one_hot=False, **common)
+    got = np.concatenate([y.numpy() for _, y in ds]).tolist()
+    kept_paths, kept_labels = evaluation.kept(paths, labels)
+    assert got == kept_labels and victim not in kept_paths and len(kept_paths) == 4
+    with pytest.raises(t.errors.InvalidArgumentError):  # no guard: the old behaviour
+        list(stages.build(paths, labels, training=False, **common))
+
+
+def test_quiet_decoder_warnings_drops_libjpeg_lines_only(capfd):
+    import os
+
+    with stages.quiet_decoder_warnings():
+        os.write(2, b"Corrupt JPEG data: 3 extraneous bytes before marker 0xd9\n")
+        os.write(2, b"Bogus marker length\nsomething else\n")
+        os.write(2, b"libpng warning: iCCP: known incorrect sRGB profile\n")
+    assert capfd.readouterr().err == "something else\n"

@@ -11,8 +11,10 @@ import pytest
 from click.testing import CliRunner
 from test_scan import make_folder
 
-from automl_app.errors import ConfigError, DataError, UsageError
-from automl_app.training import scratch
+from automl_app import runs
+from automl_app.errors import ConfigError, UsageError
+from automl_app.config import DataConfig, TrainConfig
+from automl_app.training import recipes as scratch
 
 TINY = ["--image-size", "32", "--alpha", "0.35", "--batch-size", "8", "--epochs", "1"]
 
@@ -64,7 +66,7 @@ def test_bad_values_name_their_origin(tmp_path):
 
 
 def test_cli_usage_errors_exit_2(tmp_path):
-    from automl_app.cli_images import train_scratch_cmd
+    from automl_app.cli.train import train_scratch_cmd
 
     runner = CliRunner()
     res = runner.invoke(train_scratch_cmd, ["resnet", "--data-dir", str(tmp_path)])
@@ -89,7 +91,7 @@ def test_cli_usage_errors_exit_2(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One real 1-epoch run at 32 px through the CLI command, on a folder with bad files."""
-    from automl_app.cli_images import train_scratch_cmd
+    from automl_app.cli.train import train_scratch_cmd
 
     base = tmp_path_factory.mktemp("scratch")
     data = base / "photos"
@@ -127,9 +129,11 @@ def test_one_epoch_run_writes_the_run_directory(trained):
     run = trained["run"]
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["status"] == "completed" and manifest["scale"] == "-1_1"
-    assert manifest["config"]["image_size"] == 32 and manifest["config"]["epochs"] == 1
-    assert {b["path"]: b["reason"] for b in manifest["blacklisted"]} == trained["made"]["bad"]
-    assert manifest["data"]["classes"] == ["blue", "green", "red"]
+    assert manifest["recipe"]["image_size"] == 32 and manifest["recipe"]["epochs"] == 1
+    assert manifest["schema_version"] == runs.SCHEMA_VERSION and "test" in manifest
+    blacklisted = manifest["data"]["folder"]["blacklisted"]
+    assert {b["path"]: b["reason"] for b in blacklisted} == trained["made"]["bad"]
+    assert manifest["data"]["class_names"] == ["blue", "green", "red"]
     assert len(manifest["history"]["loss"]) == 1
     assert (run / "report" / "classification_report.txt").is_file()
     assert json.loads((run / "best" / "labels.json").read_text()) == ["blue", "green", "red"]
@@ -163,22 +167,22 @@ def test_export_serves_raw_images_of_any_size(trained):
 
 @pytest.mark.slow
 def test_resume_continues_from_the_last_epoch(trained):
-    from automl_app import workflows_images
+    from automl_app import workflows
 
     run = trained["run"]
+    data = DataConfig(data_dir=str(trained["data"]), image_size=32)
     with pytest.raises(UsageError, match="pass --overwrite to start again or --resume"):
-        workflows_images.train_scratch("mobilenetv2", trained["data"], run_dir=run)
+        workflows.train_scratch(TrainConfig(data=data, run_dir=str(run)))
     lines: list[str] = []
-    manifest = workflows_images.train_scratch(
-        "mobilenetv2",
-        trained["data"],
+    cfg = TrainConfig(
         recipe="mobilenetv2_scratch_fast",
-        overrides={"image_size": 32, "alpha": 0.35, "batch_size": 8, "epochs": 2},
-        run_dir=run,
+        overrides={"alpha": 0.35, "batch_size": 8, "epochs": 2},
+        data=data,
+        run_dir=str(run),
         resume=True,
-        scan_cache=trained["cache"] / "resume.json",
-        log=lines.append,
+        scan_cache=str(trained["cache"] / "resume.json"),
     )
+    manifest = workflows.train_scratch(cfg, say=lines.append)
     assert manifest["resumed_from_epoch"] == 1 and manifest["status"] == "completed"
     assert len(manifest["history"]["loss"]) == 1  # only epoch 2 ran
     assert any(line.startswith("resuming from epoch 1") for line in lines)
@@ -188,8 +192,9 @@ def test_resume_continues_from_the_last_epoch(trained):
 
 
 @pytest.mark.slow
-def test_a_file_that_breaks_after_the_scan_is_named(tmp_path):
-    from automl_app import workflows_images
+def test_a_file_that_breaks_after_the_scan_is_skipped_and_named(tmp_path):
+    """The scan cached it as good; training meets it broken: named, skipped, the run finishes."""
+    from automl_app import workflows
 
     data = tmp_path / "photos"
     made = make_folder(data, per_class=4, bad=False)
@@ -201,25 +206,17 @@ def test_a_file_that_breaks_after_the_scan_is_named(tmp_path):
     st = victim.stat()
     victim.write_bytes(b"X" * st.st_size)  # same size, same mtime: the cache still says good
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
-    with pytest.raises(DataError, match=f"{victim}: the decoder failed during training"):
-        workflows_images.train_scratch(
-            "mobilenetv2",
-            data,
-            recipe="mobilenetv2_scratch_fast",
-            overrides={
-                "image_size": 32,
-                "alpha": 0.35,
-                "batch_size": 32,
-                "epochs": 1,
-                "val_fraction": 0.0,
-                "test_fraction": 0.0,
-            },
-            run_dir=tmp_path / "run",
-            scan_cache=cache,
-            log=lambda _: None,
-        )
-    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert manifest["status"] == "failed" and str(victim) in manifest["error"]
+    lines: list[str] = []
+    cfg = TrainConfig(
+        recipe="mobilenetv2_scratch_fast",
+        overrides={"alpha": 0.35, "batch_size": 32, "epochs": 1, "test_fraction": 0.0},
+        data=DataConfig(data_dir=str(data), image_size=32, val_fraction=0.0),
+        run_dir=str(tmp_path / "run"),
+        scan_cache=str(cache),
+    )
+    manifest = workflows.train_scratch(cfg, say=lines.append)
+    assert manifest["status"] == "completed"
+    assert any(str(victim) in line and "skipped" in line for line in lines), lines
 
 
 def test_importing_and_help_do_not_import_tensorflow():
@@ -228,9 +225,9 @@ def test_importing_and_help_do_not_import_tensorflow():
 
     code = (
         "import sys; from click.testing import CliRunner; "
-        "from automl_app import cli_images, workflows_images; "
-        "r = CliRunner().invoke(cli_images.train_scratch_cmd, ['--help']); assert r.exit_code == 0; "
-        "r = CliRunner().invoke(cli_images.scan_images_cmd, ['--help']); assert r.exit_code == 0; "
+        "from automl_app import workflows; from automl_app.cli import train; "
+        "r = CliRunner().invoke(train.train_scratch_cmd, ['--help']); assert r.exit_code == 0; "
+        "r = CliRunner().invoke(train.scan_images_cmd, ['--help']); assert r.exit_code == 0; "
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

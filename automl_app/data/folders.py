@@ -17,6 +17,8 @@ from automl_app.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "test": "test"}
+# Held-out test share of an unsplit folder, the same for every engine (images.prepare_folder).
+DEFAULT_TEST_FRACTION = 0.1
 
 
 @dataclass(frozen=True)

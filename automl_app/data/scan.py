@@ -6,6 +6,11 @@ training uses (`stages.decode`, i.e. tf.io.decode_image), after a PIL header rea
 decompression bombs without allocating them. Results are cached by (path, size, mtime) in a JSON
 file, so re-scanning a grown folder decodes only the new files. Exact duplicates are found by
 content hash (SHA-256); duplicates across classes or across train/val are flagged.
+
+Every rejection has one reason from REASONS; the decoder's own words, when there are any, are
+kept as `detail`. libjpeg/libpng warnings that the decoders print straight to stderr while the
+scan runs are dropped (stages.quiet_decoder_warnings): they name no file, and a file that decodes
+despite them is usable.
 """
 
 from __future__ import annotations
@@ -27,8 +32,18 @@ from automl_app import runs
 from automl_app.data.folders import SPLIT_NAMES
 
 DEFAULT_MAX_PIXELS = 50_000_000
-CACHE_VERSION = 1
-REASONS = ("empty", "truncated", "unknown format", "not an image", "too large")
+CACHE_VERSION = 2  # 2: reasons from REASONS only, `detail`, animated WebP rejected
+# corrupt: a known format whose data the decoder rejects; unsupported: a valid file in a variant
+# tf.io cannot decode (1-bit BMP, animated WebP), so training could not read it either.
+REASONS = (
+    "empty",
+    "truncated",
+    "corrupt",
+    "unsupported",
+    "unknown format",
+    "not an image",
+    "too large",
+)
 
 
 @dataclass
@@ -43,6 +58,7 @@ class FileResult:
     width: int | None = None
     height: int | None = None
     reason: str | None = None
+    detail: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -83,7 +99,7 @@ class ScanResult:
         return dict(Counter(f.reason if f.reason in REASONS else "decoder error" for f in self.bad))
 
     def blacklist_text(self) -> str:
-        """One line per bad file: `path<TAB>reason`."""
+        """One line per bad file: `path<TAB>reason` (the decoder's words stay in `detail`)."""
         return "".join(f"{f.path}\t{f.reason}\n" for f in self.bad)
 
     def summary(self) -> str:
@@ -105,7 +121,7 @@ def _clean_tf_message(message: str) -> str:
     """The decoder's own words, without TF's op/function decorations."""
     first = message.strip().splitlines()[0] if message.strip() else message
     first = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", first)
-    first = re.sub(r"\s*\[Op:\w+\]\s*$", "", first)
+    first = re.sub(r"\s*\[Op:\w+\](\s*name:.*)?$", "", first)
     return first.strip() or "decode failed"
 
 
@@ -118,6 +134,10 @@ def _header(data: bytes, max_pixels: int) -> tuple[str | None, int | None, int |
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 fmt, (width, height) = img.format, img.size
+                if fmt == "WEBP" and getattr(img, "is_animated", False):
+                    # tf.io cannot decode it as RGB, and with channels=0 it corrupts the heap
+                    # (TF 2.21): reject it here, before TensorFlow sees the bytes.
+                    return fmt, width, height, "unsupported"
     except Image.DecompressionBombError:
         return None, None, None, "too large"
     except UnidentifiedImageError:
@@ -142,6 +162,21 @@ def _pil_says_truncated(data: bytes) -> bool:
     return False
 
 
+_UNSUPPORTED = ("number of channels", "animation must be", "not supported", "unsupported")
+
+
+def decoder_reason(message: str, data: bytes, pil_format: str | None) -> str:
+    """One of REASONS for a decoder error message (the message itself goes to `detail`)."""
+    lower = message.lower()
+    if message.startswith("Unknown image file format"):
+        return "unknown format" if pil_format else "not an image"
+    if _pil_says_truncated(data) or "premature" in lower:
+        return "truncated"
+    if any(key in lower for key in _UNSUPPORTED):
+        return "unsupported"
+    return "corrupt"
+
+
 def check_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileResult:
     """Hash, header-check and decode one file with the training decoder."""
     from automl_app.data import stages
@@ -158,24 +193,49 @@ def check_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileResult:
     result.format, result.width, result.height, reason = _header(data, max_pixels)
     if reason:
         result.reason = reason
+        if reason == "unsupported":  # the one header-level case: an animated WebP
+            result.detail = "animated WebP; tf.io decodes only still WebP"
         return result
     t = tf()
     try:
         image = stages.decode(t.constant(data))
     except Exception as exc:  # tf.errors.InvalidArgumentError and friends
-        message = _clean_tf_message(str(getattr(exc, "message", exc)))
-        if message.startswith("Unknown image file format"):
-            result.reason = "unknown format" if result.format else "not an image"
-        elif _pil_says_truncated(data) or "premature" in message.lower():
-            result.reason = "truncated"
-        else:
-            result.reason = message
+        result.detail = _clean_tf_message(str(getattr(exc, "message", exc)))
+        result.reason = decoder_reason(result.detail, data, result.format)
         return result
     height, width = int(image.shape[0]), int(image.shape[1])
     result.width, result.height = width, height
     if width * height > max_pixels:
         result.reason = "too large"
     return result
+
+
+def load_failure(path: str, image_size: int = 32) -> str | None:
+    """Why `path` fails the training stages now (read, decode, resize_with_pad), or None.
+
+    For files that failed inside a tf.data pipeline, which names no file: "reason (detail)".
+    """
+    from automl_app.data import stages
+    from automl_app.tf_env import tf
+
+    t = tf()
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if not data:
+        return "empty"
+    fmt, _, _, reason = _header(data, DEFAULT_MAX_PIXELS)
+    if reason == "unsupported":
+        return f"{reason} (animated WebP; tf.io decodes only still WebP)"
+    try:
+        with stages.quiet_decoder_warnings():
+            stages.resize_with_pad(stages.decode(t.constant(data)), image_size)
+    except Exception as exc:
+        detail = _clean_tf_message(str(getattr(exc, "message", exc)))
+        return f"{decoder_reason(detail, data, fmt)} ({detail})"
+    return None
 
 
 def default_cache_path(root: str | os.PathLike) -> Path:
@@ -272,8 +332,12 @@ def scan(
         else:
             todo.append(p)
     if todo:
+        from automl_app.data import stages
+        from automl_app.tf_env import tf
+
+        tf()  # TensorFlow's start-up lines go out before stderr is filtered
         workers = workers or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with stages.quiet_decoder_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
             for res in pool.map(lambda p: check_file(p, max_pixels), todo):
                 results[res.path] = res
     files = [results[p] for p in paths]

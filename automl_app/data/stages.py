@@ -3,11 +3,20 @@
 read → decode → scale → resize_with_pad → [cache] → [shuffle] → augment (training only) → batch
 → prefetch. Each stage works on one tensor eagerly and inside `Dataset.map`, and the serving
 signature reuses `scale` and `resize_with_pad`, so training and export agree on the value range.
+`load_uint8` is the same chain without scaling, for engines that take numpy arrays.
+
+A file that still fails to load inside a pipeline (it changed after the scan) is skipped when
+`build` gets a guard (images.SkipGuard), which then names it; tf.data errors name no file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +25,43 @@ from automl_app.tf_env import tf
 SCALES = ("0_1", "-1_1")
 # The decoder training uses; scan.py calls the same function so both agree on what is readable.
 DECODE_FORMATS = "JPEG, PNG, GIF (first frame), BMP, WebP"
+
+
+# Lines libjpeg and libpng print straight to stderr while decoding (they name no file).
+DECODER_NOISE = re.compile(
+    r"^(Corrupt JPEG data|Premature end of JPEG|Bogus |Invalid SOS|Unsupported marker|"
+    r"Inconsistent progression|Warning: |Invalid JPEG|Not a JPEG file|JPEG datastream|"
+    r"Huffman table|Quantization table|Unsupported JPEG|libpng (warning|error))"
+)
+
+
+@contextlib.contextmanager
+def quiet_decoder_warnings() -> Iterator[None]:
+    """Drop libjpeg/libpng warning lines from fd 2 while decoding; other lines are kept.
+
+    The decoders write with fprintf, below Python, so fd 2 itself is redirected to a file for
+    the duration and the non-decoder lines are written back afterwards.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines = tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not DECODER_NOISE.match(line))
+            if kept:
+                os.write(2, kept.encode())
 
 
 def check_scale(scale: str) -> str:
@@ -51,10 +97,72 @@ def value_range(mode: str) -> tuple[float, float]:
     return (0.0, 1.0) if check_scale(mode) == "0_1" else (-1.0, 1.0)
 
 
+def fit_box(height: int, width: int, size: int) -> tuple[int, int, int, int]:
+    """(new_height, new_width, top, left) of an image resized into a `size` square.
+
+    tf.image.resize_with_pad's rule in exact integer arithmetic, and no side below 1 pixel: a
+    4000×20 image at size 32 becomes 32×1 where TF's op asked for 32×0 and failed. (TF's float32
+    ratio also made the long side one pixel short at some sizes, e.g. 1×1 at 224.)
+    """
+    longest = max(height, width)
+    new_h = min(size, max(1, height * size // longest))
+    new_w = min(size, max(1, width * size // longest))
+    top = min(size * (longest - height) // (2 * longest), size - new_h)
+    left = min(size * (longest - width) // (2 * longest), size - new_w)
+    return new_h, new_w, top, left
+
+
 def resize_with_pad(image: Any, size: int) -> Any:
-    """Keep the aspect ratio, pad to a `size`×`size` square ([H,W,C] or [N,H,W,C])."""
+    """Keep the aspect ratio, pad to a `size`×`size` square ([H,W,C] or [N,H,W,C]) → float32.
+
+    `fit_box` in graph ops: any image of at least 1×1 fits, whatever its aspect ratio, eagerly
+    and inside Dataset.map (the shape is only known at run time there).
+    """
     t = tf()
-    return t.image.resize_with_pad(image, size, size, antialias=True)
+    image = t.convert_to_tensor(image)
+    batched = image.shape.rank == 4
+    if not batched:
+        image = image[None]
+    shape = t.cast(t.shape(image), t.int64)
+    height, width = shape[1], shape[2]
+    longest = t.maximum(height, width)
+    n = t.constant(size, t.int64)
+
+    def side(length):
+        return t.clip_by_value(length * n // longest, 1, n)
+
+    def offset(length, new):
+        return t.minimum(n * (longest - length) // (2 * longest), n - new)
+
+    new_h, new_w = side(height), side(width)
+    resized = t.image.resize(image, t.cast(t.stack([new_h, new_w]), t.int32), antialias=True)
+    out = t.image.pad_to_bounding_box(
+        resized,
+        t.cast(offset(height, new_h), t.int32),
+        t.cast(offset(width, new_w), t.int32),
+        size,
+        size,
+    )
+    out = t.ensure_shape(out, [None, size, size, image.shape[-1]])
+    return out if batched else out[0]
+
+
+def to_uint8(image: Any) -> Any:
+    """float 0..255 (e.g. after resize_with_pad of a uint8 image) → uint8, rounded and clipped."""
+    t = tf()
+    return t.cast(t.clip_by_value(t.round(image), 0.0, 255.0), t.uint8)
+
+
+def load_uint8(path: Any, *, size: int, channels: int = 3) -> Any:
+    """read → decode → resize_with_pad, kept uint8 0..255 (arrays for KerasTuner and AutoKeras).
+
+    channels=1 converts to grayscale after resizing (same luma weights as tf.image).
+    """
+    t = tf()
+    image = resize_with_pad(decode(read(path)), size)
+    if channels == 1:
+        image = t.image.rgb_to_grayscale(image)
+    return to_uint8(image)
 
 
 def load(path: Any, *, size: int, mode: str) -> Any:
@@ -177,6 +285,26 @@ def cache(ds: Any, where: str | None) -> Any:
     return ds.cache() if where == "memory" else ds.cache(str(where))
 
 
+def skip_failures(ds: Any) -> Any:
+    """Drop elements whose loading raised (the guard names them later); TF logs each error."""
+    return ds.ignore_errors(log_warning=True)
+
+
+def record_paths(guard: Any) -> Callable[..., Any]:
+    """Map fn (x, y, paths) → (x, y) that tells `guard.record(paths)` which files got through.
+
+    One py_function call per batch, not per image, so the cost does not show in training.
+    """
+    t = tf()
+
+    def fn(x, y, paths):
+        done = t.py_function(guard.record, [paths], Tout=t.bool)
+        with t.control_dependencies([done]):
+            return t.identity(x), y
+
+    return fn
+
+
 def build(
     paths: Sequence[str],
     labels: Sequence[int],
@@ -191,8 +319,14 @@ def build(
     shuffle_buffer: int = 2048,
     seed: int | None = None,
     one_hot: bool = True,
+    guard: Any = None,
 ) -> Any:
-    """Compose the stages into a Dataset of (images float32 [B,S,S,3], labels) batches."""
+    """Compose the stages into a Dataset of (images float32 [B,S,S,3], labels) batches.
+
+    guard: an images.SkipGuard for `paths`. With it, a file that fails to load is skipped
+    (never ending the run) and the guard names it (`guard.check()`, or its Keras callback);
+    without it, such a file raises an error from inside tf.data.
+    """
     t = tf()
     auto = t.data.AUTOTUNE
     check_scale(mode)
@@ -206,14 +340,16 @@ def build(
     order = {"num_parallel_calls": auto, "deterministic": not training}
 
     def decoded(path, label):
-        return load(path, size=image_size, mode=mode), label
+        x = load(path, size=image_size, mode=mode)
+        return (x, label, path) if guard is not None else (x, label)
 
-    def finish(x, label):
+    def finish(x, label, *path):
         x = fn(x) if fn is not None else x
-        return x, (t.one_hot(label, num_classes) if one_hot else label)
+        return (x, (t.one_hot(label, num_classes) if one_hot else label), *path)
 
     if cached:  # decode once, then shuffle and augment the cached tensors every epoch
-        ds = cache(ds.map(decoded, **order), cache_to)
+        ds = ds.map(decoded, **order)
+        ds = cache(skip_failures(ds) if guard is not None else ds, cache_to)
         if training:
             ds = ds.shuffle(
                 max(min(n, shuffle_buffer), 1), seed=seed, reshuffle_each_iteration=True
@@ -221,7 +357,11 @@ def build(
         ds = ds.map(finish, **order)
     else:  # one fused map: each extra Dataset.map costs per-element overhead
         ds = ds.map(lambda path, label: finish(*decoded(path, label)), **order)
-    return prefetch(batch(ds, batch_size))
+        ds = skip_failures(ds) if guard is not None else ds
+    ds = batch(ds, batch_size)
+    if guard is not None:
+        ds = ds.map(record_paths(guard))
+    return prefetch(ds)
 
 
 def serving_preprocess(image_size: int, mode: str) -> Callable[[Any], Any]:

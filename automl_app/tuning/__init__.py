@@ -1,7 +1,9 @@
-"""Search engines: KerasTuner's tuners (tuners.py) and what we add around them.
+"""Search machinery around KerasTuner's tuners (tuners.py): TPE, pruning, budgets, grids,
+enqueued configurations, the LR range test and the chief/worker launcher.
 
 Only names live here, so the CLI can validate options without importing KerasTuner.
 """
 
-TUNER_NAMES = ("random", "grid", "bayesian", "hyperband", "tpe")
-PRUNER_NAMES = ("none", "median", "asha")
+from automl_app.config import PRUNER_NAMES, TUNER_NAMES
+
+__all__ = ["PRUNER_NAMES", "TUNER_NAMES"]

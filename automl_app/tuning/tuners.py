@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -21,29 +20,15 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from automl_app import runs
 from automl_app.errors import SearchError, UsageError
 from automl_app.models.hypermodel import describe
+from automl_app.runs.trials import FIRST_COLUMNS, load_rows, save_rows  # noqa: F401
 from automl_app.tuning import TUNER_NAMES as TUNERS
 from automl_app.tuning import budget
 from automl_app.tuning.enqueue import attach_queue
 from automl_app.tuning.pruning import PruningCallback, PruningTunerMixin, pruned_epoch
 
 PROJECT = "tuner"  # RUN_DIR/tuner is KerasTuner's own project directory
-FIRST_COLUMNS = [
-    "trial_id",
-    "status",
-    "objective",
-    "epochs",
-    "seconds",
-    "seconds_per_epoch",
-    "samples_per_s",
-    "params",
-    "latency_ms_b1",
-    "latency_ms_b256",
-    "pruned_at",
-    "error",
-]
 SLOW_EPOCH_FACTOR = 4.0
 
 
@@ -333,32 +318,6 @@ def _value_at_best_step(trial, name: str) -> float | None:
 def _last_line(message: str | None) -> str:
     lines = [ln.strip() for ln in (message or "").strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else "unknown error"
-
-
-def _trial_key(trial_id: str) -> tuple[int, str]:
-    return (int(trial_id), trial_id) if str(trial_id).isdigit() else (1 << 30, str(trial_id))
-
-
-def load_rows(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """trials.jsonl → {trial_id: row} (empty for a new run)."""
-    path = Path(run_dir) / runs.TRIALS_JSONL
-    rows: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                r = json.loads(line)
-                rows[r["trial_id"]] = r
-    return rows
-
-
-def save_rows(run_dir: Path, rows: dict[str, dict[str, Any]]) -> None:
-    """Write trials.jsonl and trials.csv (one row per trial, every hp its own column)."""
-    ordered = [rows[k] for k in sorted(rows, key=_trial_key)]
-    runs.atomic_write_text(
-        Path(run_dir) / runs.TRIALS_JSONL,
-        "".join(json.dumps(r, default=runs._json_default) + "\n" for r in ordered),
-    )
-    runs.write_csv(Path(run_dir) / runs.TRIALS_CSV, ordered, first=FIRST_COLUMNS)
 
 
 def _tuner_class(name: str):

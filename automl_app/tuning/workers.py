@@ -67,6 +67,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def join_addresses(bind: str) -> list[str]:
+    """Addresses another host can dial for a chief bound to `bind`: the address itself, or for
+    0.0.0.0 every non-loopback IPv4 address of this machine (not its hostname, which the other
+    host may not resolve)."""
+    if bind not in ("0.0.0.0", "::", ""):
+        return [bind]
+    found: list[str] = []
+    try:
+        import psutil
+
+        for addrs in psutil.net_if_addrs().values():
+            for a in addrs:
+                if a.family == socket.AF_INET and not a.address.startswith("127."):
+                    found.append(a.address)
+    except Exception:  # psutil missing or no permission: fall back to the resolver
+        pass
+    return sorted(set(found)) or [socket.gethostname()]
+
+
 def parse_oracle(address: str) -> tuple[str, int]:
     """`HOST:PORT` (the `--oracle` option) → (host, port)."""
     host, sep, port = address.rpartition(":")

@@ -1,0 +1,37 @@
+"""The `automl` command line: Click options → a config → one workflow call → printed lines.
+
+options.py declares every shared option once; search.py, train.py and runs.py hold the commands;
+common.py is the one error wrapper (user errors print one line and exit 2 for usage, 1 at run
+time; a traceback only under --verbose). Nothing here imports TensorFlow: `automl --help` stays
+fast.
+"""
+
+from __future__ import annotations
+
+import click
+
+from automl_app import __version__
+from automl_app.cli.runs import COMMANDS as RUN_COMMANDS
+from automl_app.cli.search import search as search_group
+from automl_app.cli.train import scan_images_cmd, train_scratch_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="automl")
+def cli() -> None:
+    """Keras-native AutoML: search a model for your data, train baselines, export for serving."""
+
+
+cli.add_command(search_group)
+cli.add_command(scan_images_cmd)
+cli.add_command(train_scratch_cmd)
+for _command in RUN_COMMANDS:
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="automl")
+
+
+__all__ = ["cli", "main"]

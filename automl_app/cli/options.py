@@ -1,0 +1,275 @@
+"""Every option two commands share, declared once: one decorator per group, as datasette does.
+
+A command stacks the groups it needs (`@data_options()`, `@run_options()`, …) and gets the same
+flag, type, default and help as every other command. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from automl_app.config import ENGINES, PRUNER_NAMES, TUNER_NAMES
+from automl_app.data.datasets import IMAGE_DATASETS
+
+AK_TUNERS = ("greedy", "random", "bayesian", "hyperband")
+AK_BLOCKS = ("auto", "vanilla", "resnet", "xception", "efficientnet")
+TASKS = ("auto", "classification", "regression")
+
+
+def apply(options: list[Callable], fn: Callable) -> Callable:
+    """Decorate with several click options, listed in --help in the given order."""
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def group(*options: Callable) -> Callable[[Callable], Callable]:
+    """A decorator applying `options` in order."""
+    return lambda fn: apply(list(options), fn)
+
+
+# --------------------------------------------------------------------------------- the options
+
+dataset = click.option(
+    "--dataset",
+    type=click.Choice(IMAGE_DATASETS),
+    default=None,
+    help="Named dataset (TFDS, offline from $AUTOML_DATA_DIR/<name>/, or the embedded `digits`).",
+)
+data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Your image folder DIR/<class>/* or DIR/{train,val,test}/<class>/* (scanned; bad files "
+    "are skipped and named).",
+)
+image_size = click.option(
+    "--image-size",
+    type=click.IntRange(min=8, max=1024),
+    default=None,
+    help="Image folders: square size in pixels (resize with padding). [default: 64 for "
+    "searches, the recipe's for train-scratch]",
+)
+max_samples = click.option(
+    "--max-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use at most N training examples (quick runs).",
+)
+val_fraction = click.option(
+    "--val-fraction",
+    type=click.FloatRange(0.01, 0.5),
+    default=0.1,
+    show_default=True,
+    help="Share of the training data held out (seeded) for validation.",
+)
+seed = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+
+max_trials = click.option("--max-trials", type=click.IntRange(min=1), default=10, show_default=True)
+epochs = click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Epochs per trial (hyperband: the most a trial gets; train-scratch: total). "
+    "[default: 3; train-scratch: the recipe's]",
+)
+time_budget = click.option(
+    "--time-budget",
+    metavar="DURATION",
+    default=None,
+    help="Wall-clock budget, e.g. 90s, 10m, 2h: no trial starts past it, the running one stops "
+    "at it, the best finished trial is still exported.",
+)
+tuner = click.option(
+    "--tuner",
+    type=click.Choice((*TUNER_NAMES, "greedy")),
+    default=None,
+    help="KerasTuner: random, grid, bayesian, hyperband, or tpe (Optuna inside KerasTuner); "
+    "AutoKeras: greedy, random, bayesian, hyperband. [default: random; autokeras: greedy]",
+)
+autokeras_tuner = click.option(
+    "--tuner",
+    type=click.Choice(AK_TUNERS),
+    default=None,
+    help="AutoKeras's tuner (greedy starts from its known-good configurations). "
+    "[default: greedy]",
+)
+engine = click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=None,
+    help="Search with KerasTuner over --space, or with AutoKeras. [default: kerastuner for "
+    "images, autokeras for text, tables and multi-input]",
+)
+block = click.option(
+    "--block",
+    type=click.Choice(AK_BLOCKS),
+    default=None,
+    help="AutoKeras image family. [default: auto; without a GPU it starts with a vanilla CNN, "
+    "not a ResNet50 from scratch]",
+)
+task = click.option(
+    "--task",
+    type=click.Choice(TASKS),
+    default=None,
+    help="AutoKeras: auto (regression for a target of real numbers), classification or "
+    "regression (images: numeric class names). [default: auto]",
+)
+csv = click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A table: CSV (any encoding, quoting) or Parquet (.parquet).",
+)
+target = click.option("--target", metavar="COL", default=None, help="The column to predict.")
+
+run_dir = click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the run is written. [default: runs/<data>-<engine>-<timestamp>]",
+)
+overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+resume = click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --run-dir (after a crash or Ctrl-C, or with more --max-trials).",
+)
+mlflow = click.option(
+    "--mlflow",
+    metavar="URI",
+    default=None,
+    help="Log trials and the exported model to MLflow (file:, sqlite:, http:); needs "
+    "pip install 'automl-app[mlflow]'.",
+)
+verbose = click.option(
+    "--verbose", is_flag=True, help="Show library logs, progress bars and tracebacks."
+)
+run_dir_argument = click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
+
+
+# ---------------------------------------------------------------------------------- the groups
+
+image_data_options = group(dataset, data_dir, image_size, max_samples, val_fraction, seed)
+table_data_options = group(max_samples, val_fraction, seed)
+budget_options = group(max_trials, epochs, time_budget)
+run_options = group(run_dir, overwrite, resume, mlflow, verbose)
+autokeras_options = group(autokeras_tuner, block, task)
+
+
+def kerastuner_options(fn: Callable) -> Callable:
+    """The options only a KerasTuner search has (search image)."""
+    return apply(
+        [
+            click.option(
+                "--space",
+                metavar="NAME|FILE",
+                default=None,
+                help="Search space from search_spaces/ (fcn, cnn) or a YAML path. [default: cnn]",
+            ),
+            click.option(
+                "--hypermodel",
+                metavar="FILE.py:NAME",
+                default=None,
+                help="Your own KerasTuner build(hp) function or HyperModel instead of --space.",
+            ),
+            click.option(
+                "--set",
+                "sets",
+                multiple=True,
+                metavar="NAME=VALUE",
+                help="Fix one hyperparameter of the space (repeatable).",
+            ),
+            click.option("--objective", default="val_accuracy", show_default=True),
+            click.option(
+                "--direction",
+                type=click.Choice(["min", "max"]),
+                default=None,
+                help="Override the direction inferred from --objective (val_loss: min).",
+            ),
+            click.option(
+                "--prune",
+                type=click.Choice(PRUNER_NAMES),
+                default="none",
+                show_default=True,
+                help="Stop bad trials early with Optuna's MedianPruner or SuccessiveHalving "
+                "(asha).",
+            ),
+            click.option(
+                "--tpe-startup",
+                type=click.IntRange(min=0),
+                default=None,
+                help="--tuner tpe: random trials before TPE models the results (Optuna's "
+                "n_startup_trials). [default: 10]",
+            ),
+            click.option(
+                "--min-epochs",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Epochs every trial runs before it may be pruned.",
+            ),
+            click.option(
+                "--enqueue",
+                multiple=True,
+                metavar="JSON|FILE",
+                help="Configuration to run first, e.g. '{\"learning_rate\": 0.003}' (repeatable).",
+            ),
+            click.option(
+                "--lr-find",
+                is_flag=True,
+                help="LR range test on the default configuration; its suggestion runs first.",
+            ),
+            click.option(
+                "--max-failures",
+                type=click.IntRange(min=1),
+                default=3,
+                show_default=True,
+                help="Stop after this many failed trials in a row.",
+            ),
+            click.option(
+                "--keep-checkpoints",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Keep the weights of the best K trials only.",
+            ),
+            click.option(
+                "--min-batch-size",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Drop smaller batch sizes from the space.",
+            ),
+            click.option(
+                "--executions-per-trial",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Train each configuration N times and average (KerasTuner).",
+            ),
+            click.option(
+                "--workers",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Parallel trials: a KerasTuner chief oracle and N worker processes.",
+            ),
+            click.option(
+                "--oracle-bind",
+                default="127.0.0.1",
+                show_default=True,
+                help="Address the chief oracle binds; another address (or 0.0.0.0) starts a "
+                "chief that workers on other hosts can join, even with --workers 1.",
+            ),
+            click.option(
+                "--oracle-port",
+                type=click.IntRange(1, 65535),
+                default=None,
+                help="The chief oracle's port. [default: a free one]",
+            ),
+        ],
+        fn,
+    )

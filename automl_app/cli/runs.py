@@ -1,0 +1,205 @@
+"""Commands over finished (or running) runs: runs, report, select, evaluate, reproduce, export,
+tensorboard, worker, spaces. Thin: options → one function of analysis/, report/, integrations/ or
+workflows → printed lines. Nothing here imports TensorFlow at import time."""
+
+from __future__ import annotations
+
+import time
+import webbrowser
+from pathlib import Path
+
+import click
+
+from automl_app.cli import options as o
+from automl_app.cli.common import echo, handles_errors
+
+
+def _quiet(verbose: bool) -> None:
+    from automl_app.tf_env import set_verbose
+
+    set_verbose(verbose)
+
+
+@click.command("runs")
+@click.argument("root", required=False, default="runs", type=click.Path(path_type=str))
+@handles_errors
+def runs_cmd(root: str) -> None:
+    """List the runs under ROOT (default: runs/): kind, data, trials, best, test accuracy."""
+    from automl_app import analysis
+
+    rows = analysis.list_runs(root)
+    if not rows:
+        click.echo(f"no runs under {root}")
+        return
+    click.echo(analysis.format_runs(rows))
+
+
+@click.command("report")
+@o.run_dir_argument
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--open", "open_", is_flag=True, help="Open report/index.html in a browser.")
+@o.verbose
+@handles_errors
+def report_cmd(run_dir: str, top: int, open_: bool, verbose: bool) -> None:
+    """Print the leaderboard and write RUN_DIR/report/ (plots and one self-contained index.html)."""
+    _quiet(verbose)
+    from automl_app import report
+
+    info = report.write_report(run_dir, say=click.echo, top=top)
+    if open_:
+        uri = Path(info["index"]).resolve().as_uri()
+        if not webbrowser.open(uri):
+            click.echo(f"no browser available; open {uri}")
+
+
+@click.command("select")
+@o.run_dir_argument
+@click.option(
+    "--where",
+    default=None,
+    metavar="COND",
+    help='Condition on trials.csv columns, e.g. "val_accuracy>=0.90, params<1e6".',
+)
+@click.option(
+    "--by",
+    default="params",
+    show_default=True,
+    metavar="COLUMN",
+    help="Column to minimise: latency_ms, params, seconds_per_epoch, ...",
+)
+@o.verbose
+@handles_errors
+def select_cmd(run_dir: str, where: str | None, by: str, verbose: bool) -> None:
+    """Export to RUN_DIR/selected/ the trial with the lowest --by among those meeting --where."""
+    _quiet(verbose)
+    from automl_app import analysis
+
+    analysis.select(run_dir, where=where, by=by, say=click.echo)
+
+
+@click.command("evaluate")
+@click.argument("source", metavar="RUN_DIR|SAVED_MODEL", type=click.Path(path_type=str))
+@click.option("--dataset", default=None, help="Named dataset [default: the run's own].")
+@click.option(
+    "--data-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Image folder DIR/<class>/* or DIR/{train,val,test}/<class>/*.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test", "all"]),
+    default="test",
+    show_default=True,
+)
+@click.option("--out", default=None, type=click.Path(path_type=str), help="Report folder.")
+@o.verbose
+@handles_errors
+def evaluate_cmd(
+    source: str, dataset: str | None, data_dir: str | None, split: str, out: str | None, verbose
+) -> None:
+    """Evaluate an exported SavedModel through its `serve` endpoint; write the sklearn report."""
+    _quiet(verbose)
+    from automl_app import analysis
+
+    analysis.evaluate_export(
+        source, dataset=dataset, data_dir=data_dir, split=split, say=click.echo, out=out
+    )
+
+
+@click.command("reproduce")
+@o.run_dir_argument
+@click.option("--top", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--seeds", type=click.IntRange(min=2), default=3, show_default=True)
+@click.option(
+    "--trials",
+    default=None,
+    metavar="ID,ID",
+    help="Reproduce these trial ids instead of the top ones.",
+)
+@o.verbose
+@handles_errors
+def reproduce_cmd(run_dir: str, top: int, seeds: int, trials: str | None, verbose: bool) -> None:
+    """Retrain the top configurations with several seeds; mean ± std, 95% interval, Welch's t."""
+    _quiet(verbose)
+    from automl_app import analysis
+
+    ids = [t.strip() for t in trials.split(",") if t.strip()] if trials else None
+    analysis.reproduce(run_dir, top=top, seeds=seeds, say=click.echo, trials=ids)
+
+
+@click.command("tensorboard")
+@o.run_dir_argument
+@click.option("--port", type=click.IntRange(0, 65535), default=6006, show_default=True)
+@handles_errors
+def tensorboard_cmd(run_dir: str, port: int) -> None:
+    """Serve RUN_DIR/tensorboard on 127.0.0.1 (HParams tab included) until Ctrl-C."""
+    _quiet(False)
+    from automl_app.integrations.tensorboard import tensorboard
+
+    tensorboard(run_dir, port=port, say=click.echo)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("TensorBoard stopped.")
+
+
+@click.command("export")
+@o.run_dir_argument
+@click.option("--out", required=True, type=click.Path(), help="Directory for the SavedModel.")
+@o.verbose
+@handles_errors
+def export_cmd(run_dir: str, out: str, verbose: bool) -> None:
+    """Re-export a finished run's best model as a SavedModel (checked by reloading)."""
+    from automl_app import workflows
+
+    _quiet(verbose)
+    workflows.export_run(run_dir, out, say=echo)
+
+
+@click.command("worker")
+@click.option(
+    "--run-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="The run directory the chief was started with (shared disk across hosts).",
+)
+@click.option("--oracle", required=True, metavar="HOST:PORT", help="The chief oracle's address.")
+@click.option(
+    "--tuner-id", default=None, help="chief, or a worker id (default: tuner-<hostname>-<pid>)."
+)
+@o.verbose
+@handles_errors
+def worker_cmd(run_dir: str, oracle: str, tuner_id: str | None, verbose: bool) -> None:
+    """Join a parallel search as one of its roles (KerasTuner's distributed mode)."""
+    import os
+    import socket
+
+    from automl_app import workflows
+    from automl_app.tuning.workers import parse_oracle
+
+    host, port = parse_oracle(oracle)
+    os.environ["KERASTUNER_ORACLE_IP"] = host
+    os.environ["KERASTUNER_ORACLE_PORT"] = str(port)
+    os.environ["KERASTUNER_TUNER_ID"] = (
+        tuner_id
+        or os.environ.get("KERASTUNER_TUNER_ID")
+        or f"tuner-{socket.gethostname()}-{os.getpid()}"
+    )
+    _quiet(verbose)
+    workflows.worker(run_dir, say=echo)
+
+
+@click.command("spaces")
+def spaces_cmd() -> None:
+    """List the shipped search spaces."""
+    from automl_app import spaces
+    from automl_app.resources import find_named_file
+
+    for name in spaces.available():
+        click.echo(f"{name}\t{find_named_file('search_spaces', name)}")
+
+
+COMMANDS = (runs_cmd, report_cmd, select_cmd, evaluate_cmd, reproduce_cmd, tensorboard_cmd,
+            export_cmd, worker_cmd, spaces_cmd)  # fmt: skip

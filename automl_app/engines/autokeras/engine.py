@@ -1,0 +1,485 @@
+"""The AutoKeras engine's four commands: options checked, then a Plan the lifecycle runs.
+
+    from automl_app import workflows
+    from automl_app.config import DataConfig, SearchConfig, TunerConfig
+    cfg = SearchConfig(engine="autokeras", data=DataConfig(dataset="digits", max_samples=200),
+                       tuner=TunerConfig(tuner="greedy", max_trials=1, epochs=1), block="vanilla")
+    manifest = workflows.search(cfg)
+
+Each `plan_*` validates its options before anything is written and returns an engines.base.Plan
+whose `fit` searches with AutoKeras, reads the test split once after the search and writes
+trials.csv, report/ and best/ through serving.record. Named datasets keep their own test split; CSV
+and text data get a seeded (stratified for classifiers) hold-out; image folders the shared
+content-hash split of data/images.py; run.json's `data.split` says which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automl_app import runs
+from automl_app.config import SearchConfig, SpaceConfig, TunerConfig
+from automl_app.engines.autokeras import constants, core, io, serving, tasks
+from automl_app.engines.base import Plan
+from automl_app.errors import DataError, UsageError
+
+Say = Callable[[str], None]
+TEST_FRACTION = 0.2
+TEXT_TASKS = ("auto", "classification", "regression")
+# Training-split sizes of the named datasets: the memory check runs before anything is read.
+TRAIN_SIZES = {"fashion_mnist": 60_000, "mnist": 60_000, "kmnist": 60_000, "cifar10": 50_000,
+               "cifar100": 50_000, "digits": 1_438}  # fmt: skip
+# KerasTuner-only settings: a non-default value with --engine autokeras is a usage error.
+_KERASTUNER_ONLY = {
+    "space": "--space", "hypermodel": "--hypermodel", "overrides": "--set",
+    "direction": "--direction", "prune": "--prune", "min_epochs": "--min-epochs",
+    "tpe_startup": "--tpe-startup",
+    "enqueue": "--enqueue", "lr_find": "--lr-find", "keep_checkpoints": "--keep-checkpoints",
+    "min_batch_size": "--min-batch-size", "executions_per_trial": "--executions-per-trial",
+    "max_failures": "--max-failures", "workers": "--workers",
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# the four commands
+
+
+def plan_image(cfg: SearchConfig) -> Plan:
+    """`automl search image --engine autokeras`: a named dataset (cfg.data.dataset) or an image
+    folder (cfg.data.data_dir) → ImageClassifier, or ImageRegressor for numeric class names."""
+    from automl_app.data import datasets
+
+    block = core._check_choice("--block", cfg.autokeras.block, constants.BLOCKS)
+    task = cfg.autokeras.task if cfg.autokeras.task != "auto" else "classification"
+    core._check_choice("--task", task, constants.TASKS)
+    check_config(cfg)
+    folder = cfg.data.data_dir
+    if folder is not None:
+        if not Path(folder).is_dir():
+            raise DataError(f"--data-dir {str(folder)!r} is not a directory")
+        name = Path(folder).resolve().name
+    else:
+        name = cfg.data.dataset
+        if name not in datasets.IMAGE_DATASETS:
+            raise UsageError(
+                f"--dataset must be one of {', '.join(datasets.IMAGE_DATASETS)} (or pass "
+                f"--data-dir for an image folder). Received: --dataset {name!r}"
+            )
+        if name in datasets.RAW_FILES:
+            datasets.precheck_offline(name)
+        shape = (datasets.TFDS_IMAGE | datasets.EMBEDDED)[name]
+        n = min(TRAIN_SIZES[name], cfg.data.max_samples or TRAIN_SIZES[name])
+        core.check_image_memory(n, shape, f"{name} for AutoKeras")
+    cfg = _with_run_dir(cfg, name)
+
+    def body(run: runs.Run, say: Say) -> dict[str, Any]:
+        run_dir = run.dir
+        from automl_app.data import source
+        from automl_app.data.fingerprint import leakage
+
+        data = source.load_image_data(cfg.data, verbose=cfg.verbose)
+        if folder is not None:
+            split = {"method": "content hash of each file (data/images.py): stable as the "
+                     "folder grows; DIR/{train,val,test} splits are kept as given",
+                     "val_fraction": cfg.data.val_fraction}  # fmt: skip
+        else:
+            split = {"method": f"the dataset's own test split; validation carved from train "
+                     f"(seed {cfg.data.seed})", "val_fraction": cfg.data.val_fraction}  # fmt: skip
+        info = data.info
+        class_names = list(info.class_names)
+        to_y = _label_values(class_names, name) if task == "regression" else None
+        y_train = data.y_train if to_y is None else to_y[data.y_train]
+        y_val = data.y_val if to_y is None else to_y[data.y_val]
+        for line in source.describe(data):
+            say(line)
+        record = source.data_record(data)
+        _record_data(run, {"train": (data.x_train, y_train), "val": (data.x_val, y_val)},
+                     **{k: v for k, v in record.items() if k != "fingerprint"},
+                     task=task, split=split)  # fmt: skip
+        opts = _options(cfg, run_dir)
+        say(_search_line("Image" + ("Classifier" if task == "classification" else "Regressor"),
+                         cfg, f"block {block}"))  # fmt: skip
+        result = tasks.search_image(
+            data.x_train, y_train, task=task,
+            class_names=class_names if task == "classification" else None, block=block,
+            validation_data=(data.x_val, y_val) if len(data.x_val) else None,
+            options=opts, say=say,
+        )  # fmt: skip
+        _say_stop(result, say)
+        # The test split is read here, once.
+        x_test, y_test = data.test()
+        if to_y is not None:
+            y_test = to_y[y_test]
+        card = {"dataset": info.name, "class_names": class_names, "config": cfg.to_dict()}
+        summary = serving.record(result, run_dir, x_test, y_test, card=card, say=say,
+                                 image_size=source.folder_image_size(cfg.data) if folder else None)  # fmt: skip
+        summary["leakage"] = leakage(data.x_train, x_test, data.x_val)
+        return _complete(summary, say)
+
+    return Plan("search image", "autokeras", cfg, body, {"autokeras": dict(block=block, task=task)})
+
+
+def plan_text(cfg: SearchConfig) -> Plan:
+    """`automl search text`: a folder DIR/<class>/*.txt or a CSV's text and target columns →
+    TextClassifier / TextRegressor; the export's `serve` takes raw strings."""
+    from automl_app.data import text
+
+    d = cfg.data
+    data_dir, csv, text_column, target = d.data_dir, d.csv, d.text_column, d.target
+    task = core._check_choice("--task", cfg.autokeras.task, TEXT_TASKS)
+    check_config(cfg)
+    if (data_dir is None) == (csv is None):
+        raise UsageError("search text needs exactly one source: --data-dir DIR (DIR/<class>/*.txt) "
+                         "or --csv FILE --text-column COL --target COL")  # fmt: skip
+    if csv is not None:
+        if not text_column or not target:
+            raise UsageError("--csv needs --text-column COL (the texts) and --target COL (labels)")
+        _need_file(csv, "--csv")
+    else:
+        if text_column or target:
+            raise UsageError("--text-column and --target go with --csv; a --data-dir text folder "
+                             "takes its labels from the class folder names")  # fmt: skip
+        if task == "regression":
+            raise UsageError("--task regression needs a numeric --target in a --csv; a text "
+                             "folder's labels are class folder names")  # fmt: skip
+        if not Path(data_dir).is_dir():
+            raise DataError(f"--data-dir {str(data_dir)!r} is not a directory")
+    source = Path(csv if csv is not None else data_dir)
+    cfg = _with_run_dir(cfg, source.stem if csv is not None else source.resolve().name)
+    n_load = _rows_to_load(cfg)
+
+    def body(run: runs.Run, say: Say) -> dict[str, Any]:
+        run_dir = run.dir
+        if csv is not None:
+            data = text.load_text_csv(csv, text_column, target, task=task, max_samples=n_load,
+                                      seed=cfg.data.seed)  # fmt: skip
+        else:
+            data = text.load_text_folder(data_dir, max_samples=n_load, seed=cfg.data.seed)
+        tr, va, te = holdout(data.y, data.task, seed=cfg.data.seed,
+                             val_fraction=cfg.data.val_fraction, max_train=cfg.data.max_samples)  # fmt: skip
+        x, y = data.texts, data.y
+        say(f"data: {data.source} ({'CSV' if csv is not None else 'text folder'}) "
+            f"train={len(tr)} val={len(va)} test={len(te)} task={data.task}"
+            + (f" classes={len(data.class_names)}" if data.class_names else ""))  # fmt: skip
+        _record_data(run, {"train": (x[tr], y[tr]), "val": (x[va], y[va])},
+                     source=data.source, kind="csv" if csv is not None else "text_folder",
+                     text_column=text_column, target=target, task=data.task,
+                     class_names=data.class_names, test_examples=len(te),
+                     split=_holdout_note(cfg, data.task))  # fmt: skip
+        opts = _options(cfg, run_dir)
+        say(_search_line("Text" + _task_word(data.task), cfg))
+        result = tasks.search_text(x[tr], y[tr], task=data.task, class_names=data.class_names,
+                                 validation_data=(x[va], y[va]) if len(va) else None,
+                                 options=opts, say=say)  # fmt: skip
+        _say_stop(result, say)
+        card = {"source": data.source, "class_names": data.class_names, "config": cfg.to_dict()}
+        summary = serving.record(result, run_dir, x[te], y[te], card=card, say=say)
+        return _complete(summary, say)
+
+    return Plan("search text", "autokeras", cfg, body, {"autokeras": dict(task=task,
+                        source={"data_dir": _str(data_dir), "csv": _str(csv),
+                                "text_column": text_column, "target": target})})  # fmt: skip
+
+
+def plan_structured(cfg: SearchConfig) -> Plan:
+    """`automl search structured`: every CSV column but --target is a feature (types inferred
+    with AutoKeras's rule, --column-type overrides) → StructuredDataClassifier / Regressor."""
+    from automl_app.data import tabular
+
+    csv, target, column_types = cfg.data.csv, cfg.data.target, cfg.data.column_types
+    task = core._check_choice("--task", cfg.autokeras.task, TEXT_TASKS)
+    check_config(cfg)
+    if not csv:
+        raise UsageError("search structured needs --csv FILE (and --target COL)")
+    if not target:
+        raise UsageError("search structured needs --target COL (the column to predict)")
+    for col, kind in (column_types or {}).items():
+        if kind not in tabular.COLUMN_TYPES:
+            raise UsageError(f"--column-type must be one of {', '.join(tabular.COLUMN_TYPES)}. "
+                             f"Received: {col}={kind!r}")  # fmt: skip
+    _need_file(csv, "--csv")
+    header = csv_header(csv)
+    if target not in header:
+        raise DataError(f"column {target!r} is not in {csv}. Columns: {', '.join(header)}")
+    tabular.validate_column_types(column_types, [c for c in header if c != target], str(csv))
+    cfg = _with_run_dir(cfg, Path(csv).stem)
+    n_load = _rows_to_load(cfg)
+
+    def body(run: runs.Run, say: Say) -> dict[str, Any]:
+        run_dir = run.dir
+        data = tabular.load_csv(csv, target, task=task, column_types=column_types,
+                                max_samples=n_load, seed=cfg.data.seed)  # fmt: skip
+        tr, va, te = holdout(data.y, data.task, seed=cfg.data.seed,
+                             val_fraction=cfg.data.val_fraction, max_train=cfg.data.max_samples)  # fmt: skip
+        x, y = data.x, data.y
+        say(f"data: {data.source} (CSV) train={len(tr)} val={len(va)} test={len(te)} "
+            f"task={data.task} columns={len(data.column_names)}"
+            + (f" classes={len(data.class_names)}" if data.class_names else ""))  # fmt: skip
+        _record_data(run, {"train": (x[tr], y[tr]), "val": (x[va], y[va])},
+                     source=data.source, kind="csv", target=target, task=data.task,
+                     column_types=data.column_types, class_names=data.class_names,
+                     test_examples=len(te), split=_holdout_note(cfg, data.task))  # fmt: skip
+        opts = _options(cfg, run_dir)
+        say(_search_line("StructuredData" + _task_word(data.task), cfg))
+        result = tasks.search_structured(
+            x[tr], y[tr], column_names=data.column_names, column_types=data.column_types,
+            task=data.task, class_names=data.class_names,
+            validation_data=(x[va], y[va]) if len(va) else None, options=opts, say=say,
+        )  # fmt: skip
+        _say_stop(result, say)
+        card = {"source": data.source, "target": target, "class_names": data.class_names,
+                "config": cfg.to_dict()}  # fmt: skip
+        summary = serving.record(result, run_dir, x[te], y[te], card=card, say=say)
+        return _complete(summary, say)
+
+    return Plan("search structured", "autokeras", cfg, body, {"autokeras": dict(task=task,
+                        source={"csv": _str(csv), "target": target,
+                                "column_types": dict(column_types or {})})})  # fmt: skip
+
+
+def plan_multi(cfg: SearchConfig) -> Plan:
+    """`automl search multi --spec FILE [--csv FILE]`: ak.AutoModel with the spec's inputs and
+    heads (the IO API); the export's `serve` takes one named tensor per input column."""
+    spec, csv = cfg.data.spec, cfg.data.csv
+    block = core._check_choice("--block", cfg.autokeras.block, constants.BLOCKS)
+    if cfg.autokeras.task != "auto":
+        raise UsageError("--task does not apply to search multi: each output in the spec has "
+                         "its own type")  # fmt: skip
+    check_config(cfg)
+    if not spec:
+        raise UsageError("search multi needs --spec FILE")
+    parsed = io.load_spec(spec)  # ConfigError naming the file and key
+    csv = csv if csv is not None else parsed.csv
+    if csv is None:
+        raise UsageError(f"search multi needs a CSV: pass --csv FILE or set 'csv:' in {spec}")
+    _need_file(csv, "--csv" if parsed.csv is None else f"the 'csv:' of {spec}")
+    cfg = _with_run_dir(cfg, Path(spec).stem)
+    n_load = _rows_to_load(cfg)
+
+    def body(run: runs.Run, say: Say) -> dict[str, Any]:
+        run_dir = run.dir
+        data = io.load_multi_csv(parsed, csv, max_samples=n_load, seed=cfg.data.seed)
+        first_cls = next((h for h in parsed.heads if h.type == "classification"), None)
+        strat = data.targets[first_cls.name] if first_cls else next(iter(data.targets.values()))
+        tr, va, te = holdout(strat, "classification" if first_cls else "regression",
+                             seed=cfg.data.seed, val_fraction=cfg.data.val_fraction,
+                             max_train=cfg.data.max_samples)  # fmt: skip
+
+        def part(idx: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+            return ({k: v[idx] for k, v in data.inputs.items()},
+                    {k: v[idx] for k, v in data.targets.items()})  # fmt: skip
+
+        train, val, test = part(tr), part(va), part(te)
+        say(f"data: {csv} (CSV, spec {parsed.source}) train={len(tr)} val={len(va)} "
+            f"test={len(te)} inputs={', '.join(data.inputs)} outputs={', '.join(data.targets)}")  # fmt: skip
+        prints = {f"{split}/{k}": (v, None) for split, (ins, outs) in
+                  (("train", train), ("val", val)) for k, v in {**ins, **outs}.items()}  # fmt: skip
+        _record_data(run, prints, source=str(csv), kind="csv",
+                     spec=parsed.source, train_examples=len(tr), val_examples=len(va), class_names=data.class_names,
+                     column_types=data.column_types, test_examples=len(te),
+                     split=_holdout_note(cfg, f"stratified by {first_cls.name}" if first_cls
+                                         else "regression"))  # fmt: skip
+        opts = _options(cfg, run_dir)
+        say(_search_line("AutoModel", cfg, f"block {block}"))
+        result = io.search_multi(parsed, *train, class_names=data.class_names,
+                                  column_types=data.column_types,
+                                  validation_data=val if len(va) else None, block=block,
+                                  options=opts, say=say)  # fmt: skip
+        _say_stop(result, say)
+        card = {"source": str(csv), "spec": parsed.source, "config": cfg.to_dict()}
+        summary = serving.record(result, run_dir, *test, card=card, say=say)
+        return _complete(summary, say)
+
+    return Plan("search multi", "autokeras", cfg, body, {"autokeras": dict(block=block,
+                        source={"spec": str(spec), "csv": str(csv)})})  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# validation (before any directory is written; no TensorFlow)
+
+
+def check_config(cfg: SearchConfig) -> SearchConfig:
+    """The shared options as AutoKeras reads them; UsageError (exit 2) naming what is allowed."""
+    t = cfg.tuner
+    if t.tuner not in constants.TUNERS:
+        raise UsageError(f"--tuner must be one of {', '.join(constants.TUNERS)} with --engine autokeras. "
+                         f"Received: --tuner {t.tuner!r}")  # fmt: skip
+    if t.max_trials < 1:
+        raise UsageError(f"--max-trials must be >= 1. Received: {t.max_trials}")
+    if t.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1. Received: {t.epochs}")
+    if t.time_budget is not None and not t.time_budget > 0:
+        raise UsageError(f"--time-budget must be positive. Received: {t.time_budget}")
+    if cfg.data.max_samples is not None and cfg.data.max_samples < 1:
+        raise UsageError(f"--max-samples must be >= 1. Received: {cfg.data.max_samples}")
+    if not 0.0 < cfg.data.val_fraction <= 0.5:
+        raise UsageError(f"--val-fraction must be in (0, 0.5]. Received: {cfg.data.val_fraction}")
+    if cfg.resume and cfg.overwrite:
+        raise UsageError("--resume and --overwrite are exclusive: continue the run or replace it")
+    defaults = {**dataclasses.asdict(TunerConfig()), **dataclasses.asdict(SpaceConfig())}
+    given = {**dataclasses.asdict(t), **dataclasses.asdict(cfg.space)}
+    used = [flag for key, flag in _KERASTUNER_ONLY.items() if given[key] != defaults[key]]
+    if used:
+        raise UsageError(f"{', '.join(used)} {'is a' if len(used) == 1 else 'are'} KerasTuner "
+                         "option(s), not available with --engine autokeras")  # fmt: skip
+    return cfg
+
+
+def _need_file(path: str | Path, flag: str) -> None:
+    if not Path(path).is_file():
+        raise DataError(f"{flag} {str(path)!r} does not exist")
+
+
+def csv_header(path: str | Path) -> list[str]:
+    """The header row only: column names are checked before the run directory is written."""
+    import csv as csv_mod
+
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return next(csv_mod.reader(fh), [])
+
+
+def _str(path: str | Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# data: hold-out splits, image folders
+
+
+def holdout(
+    y: np.ndarray,
+    task: str,
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float = TEST_FRACTION,
+    max_train: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded train/val/test row indices; per class for classifiers, so every class keeps
+    training rows (AutoKeras needs them) and the test set mirrors the class balance."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if task == "classification" else [
+        np.arange(len(y))]  # fmt: skip
+    tr, va, te = [], [], []
+    for g in groups:
+        g = rng.permutation(g)
+        n_test = int(round(len(g) * test_fraction))
+        n_val = int(round(len(g) * val_fraction))
+        if len(g) - n_test - n_val < 1:  # a rare class: keep one row for training
+            n_val = max(0, min(n_val, len(g) - n_test - 1))
+            n_test = max(0, min(n_test, len(g) - 1))
+        te.append(g[:n_test])
+        va.append(g[n_test : n_test + n_val])
+        tr.append(g[n_test + n_val :])
+    train, val, test = (np.sort(np.concatenate(p)).astype(np.int64) for p in (tr, va, te))
+    if max_train is not None and len(train) > max_train:
+        train = np.sort(rng.choice(train, size=max_train, replace=False))
+    if len(test) == 0:
+        raise DataError(f"too few rows ({len(y)}) to hold out a test split; use more data")
+    return train, val, test
+
+
+def _rows_to_load(cfg: SearchConfig) -> int | None:
+    """Rows to read so that --max-samples training rows remain after the val/test hold-out."""
+    n = cfg.data.max_samples
+    if n is None:
+        return None
+    return int(math.ceil(n / (1.0 - TEST_FRACTION - cfg.data.val_fraction))) + 2
+
+
+def _holdout_note(cfg: SearchConfig, task: str) -> dict[str, Any]:
+    how = "stratified by class" if task == "classification" else "uniform"
+    if task not in ("classification", "regression"):
+        how = task
+    return {"method": f"seeded random hold-out of the rows ({how}); numpy default_rng(seed)",
+            "seed": cfg.data.seed, "test_fraction": TEST_FRACTION,
+            "val_fraction": cfg.data.val_fraction,
+            "max_samples": cfg.data.max_samples}  # fmt: skip
+
+
+def _label_values(class_names: list[str], source: str) -> np.ndarray:
+    """Class names as numbers for --task regression (e.g. digits 0..9, folders named 1.5, 2)."""
+    try:
+        return np.asarray([float(n) for n in class_names], dtype=np.float32)
+    except ValueError:
+        shown = ", ".join(class_names[:5]) + (", ..." if len(class_names) > 5 else "")
+        raise UsageError(f"--task regression needs numeric labels, but the classes of {source} "
+                         f"are names ({shown})") from None  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# run directory and printed lines, shared by the four commands
+
+
+def _with_run_dir(cfg: SearchConfig, name: str) -> SearchConfig:
+    """Fix the run directory now (runs/<data>-autokeras-<timestamp> unless --run-dir)."""
+    if cfg.run_dir:
+        return cfg
+    return dataclasses.replace(cfg, run_dir=str(cfg.resolved_run_dir()))
+
+
+def _options(cfg: SearchConfig, run_dir: Path) -> core.SearchOptions:
+    """SearchOptions from the shared flags; max_samples is already applied by the loaders, and
+    AutoKeras never overwrites its project (RUN_DIR/tuner), so --resume reloads its trials."""
+    return core.SearchOptions(tuner=cfg.tuner.tuner, max_trials=cfg.tuner.max_trials,
+                             epochs=cfg.tuner.epochs, seed=cfg.tuner.seed, max_samples=None,
+                             directory=run_dir / "tuner", overwrite=False, verbose=cfg.verbose,
+                             time_budget=cfg.tuner.time_budget)  # fmt: skip
+
+
+def _record_data(
+    run: runs.Run, splits: Mapping[str, tuple[np.ndarray, np.ndarray | None]], **fields: Any
+) -> None:
+    """run.json's `data` with fingerprints; a resumed run must see the same train/val data."""
+    from automl_app.data.fingerprint import fingerprint
+
+    prints = {k: fingerprint(x, y) for k, (x, y) in splits.items()}
+    run.check_same_data(prints, "same data, --seed, --max-samples and --val-fraction")
+    counts = {f"{k}_examples": len(x) for k, (x, _) in splits.items() if "/" not in k}
+    old = (run.manifest().get("data") or {}) if run.resumed else {}
+    run.update(data={**old, **fields, **counts, "fingerprint": prints})
+
+
+def _task_word(task: str) -> str:
+    return "Classifier" if task == "classification" else "Regressor"
+
+
+def _search_line(what: str, cfg: SearchConfig, extra: str = "") -> str:
+    t = cfg.tuner
+    return (f"search: AutoKeras {what}, {t.tuner} tuner, max {t.max_trials} trials x "
+            f"{t.epochs} epochs" + (f", {extra}" if extra else "")
+            + (f", budget {t.time_budget:g}s" if t.time_budget else ""))  # fmt: skip
+
+
+def _say_stop(result: core.AutoKerasResult, say: Say) -> None:
+    done = sum(r["status"] == "completed" for r in result.trials)
+    say(f"search stopped: {result.stop.get('stop_reason') or 'done'} after {len(result.trials)} "
+        f"trials ({done} completed) in {result.search_seconds:.1f}s")  # fmt: skip
+
+
+def _complete(summary: dict[str, Any], say: Say) -> dict[str, Any]:
+    """The run.json fields of a finished search, and the test lines."""
+    stop = summary.get("stop", {})
+    heads = summary.get("heads") or []
+    test = summary["test"]
+    per_head = {heads[0]["name"]: test} if len(heads) == 1 else test
+    for name, metrics in per_head.items():
+        prefix = "test" if len(per_head) == 1 else f"test {name}:"
+        say(f"{prefix} {metrics_line(metrics)}")
+    return {**summary, "search": stop, "stop_reason": stop.get("stop_reason")}
+
+
+def metrics_line(metrics: Mapping[str, Any]) -> str:
+    """'accuracy 0.9000, loss ...' for classifiers, 'MAE ..., RMSE ..., R² ...' for regressors."""
+    if "accuracy" in metrics:
+        return (f"accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on "
+                f"{metrics['examples']} examples")  # fmt: skip
+    return (f"MAE {metrics['mae']:.4g}, RMSE {metrics['rmse']:.4g}, R² {metrics['r2']:.3f} on "
+            f"{metrics['examples']} examples")  # fmt: skip

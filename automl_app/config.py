@@ -5,12 +5,16 @@ Validation here needs no TensorFlow, so bad input fails in well under a second w
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from automl_app.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_TRAIN_DATASET = "fashion_mnist"
 # Option values, here so the CLI can validate without importing KerasTuner or AutoKeras.
@@ -29,7 +33,9 @@ class DataConfig:
     max_samples: int | None = None
     val_fraction: float = 0.1
     seed: int = 0
-    csv: str | None = None  # tables and text: the CSV (or Parquet) file
+    # tables and text: a CSV or Parquet file, or (Python API) a pandas DataFrame, which the run
+    # keeps as RUN_DIR/data.parquet and run.json names (data/tabular.py save_frame)
+    csv: str | os.PathLike[str] | pd.DataFrame | None = None
     target: str | None = None
     text_column: str | None = None
     column_types: dict[str, str] = field(default_factory=dict)
@@ -76,8 +82,10 @@ def default_run_dir(data: DataConfig, engine: str) -> Path:
     """runs/<data name>-<engine>-<timestamp>: one rule for every command."""
     if data.spec:
         name = Path(data.spec).stem
-    elif data.csv:
+    elif isinstance(data.csv, (str, os.PathLike)) and str(data.csv):
         name = Path(data.csv).stem
+    elif data.csv is not None:
+        name = "dataframe"
     elif data.data_dir:
         name = Path(data.data_dir).resolve().name
     else:
@@ -97,6 +105,7 @@ class SearchConfig:
     overwrite: bool = False
     resume: bool = False
     verbose: bool = False
+    quiet: bool = False  # --quiet: only the summary, no per-trial or per-epoch progress
     task: str = "image"  # image, text, structured, multi
     mlflow: str | None = None  # tracking URI (file:, sqlite:, http:)
     engine: str = "kerastuner"  # kerastuner or autokeras
@@ -107,7 +116,7 @@ class SearchConfig:
         return Path(self.run_dir) if self.run_dir else default_run_dir(self.data, self.engine)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(replace(self, data=_plain(self.data)))
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,7 @@ class TrainConfig:
     overwrite: bool = False
     resume: bool = False
     verbose: bool = False
+    quiet: bool = False  # --quiet: only the summary, no per-trial or per-epoch progress
     mlflow: str | None = None
     scan_cache: str | None = None
     engine: str = "scratch"
@@ -131,7 +141,19 @@ class TrainConfig:
         return Path(self.run_dir) if self.run_dir else default_run_dir(self.data, self.engine)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(replace(self, data=_plain(self.data)))
+
+
+def _plain(data: DataConfig) -> DataConfig:
+    """JSON-ready: a path as str, a DataFrame as `<DataFrame ROWSxCOLS>` (the engines replace a
+    frame with the path of the run's copy before run.json is written)."""
+    csv = data.csv
+    if csv is None or isinstance(csv, str):
+        return data
+    if isinstance(csv, os.PathLike):
+        return replace(data, csv=os.fspath(csv))
+    rows, cols = getattr(csv, "shape", ("?", "?"))
+    return replace(data, csv=f"<DataFrame {rows}x{cols}>")
 
 
 def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:

@@ -1,16 +1,20 @@
-"""Import TensorFlow once, quietly, and only where a command really trains or exports.
+"""Keep TensorFlow quiet unless --verbose: set up before it loads, then import it lazily.
 
-TensorFlow's C++ side logs through absl as soon as it loads: oneDNN and CPU-feature notes, and on
-a machine without a GPU `E0000 … cuda_platform.cc:52] failed call to cuInit`, which appears later,
-when the first op asks for devices. C++ reads its log level from the environment once, so the
-quiet defaults are put into os.environ when this module is imported (before anything can load
-TensorFlow) and the import itself runs with fd 2 pointed at /dev/null. A variable the user set
-keeps the user's value. `set_verbose(True)` takes back what we set, so everything shows.
+TensorFlow logs from C++ in two ways. Its shared libraries print oneDNN, CPU-feature and CUDA-stub
+lines while `import tensorflow` runs, before absl logging is initialised, whatever the log level:
+only pointing fd 2 at /dev/null for that import hides them. Later lines, such as
+`E0000 … cuda_platform.cc:52] failed call to cuInit` on a machine without a GPU when the first op
+asks for devices, follow TF_CPP_MIN_LOG_LEVEL, which C++ reads from the environment.
+So importing this module (1) puts the quiet defaults into os.environ, keeping any value the user
+set, and (2) installs an import hook that silences fd 2 while the `tensorflow` package loads,
+wherever that import happens (a plain `import keras` included). `set_verbose(True)` takes both
+back, so everything shows. stderr is never lost: fd 2 is restored after the import, under a lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import logging
 import os
 import sys
@@ -32,7 +36,7 @@ _MARK = "AUTOML_QUIET_ENV"
 
 _VERBOSE = False
 _IMPORTED = False
-_IMPORT_LOCK = threading.RLock()  # also held by quiet_native_stderr, which may call tf()
+_FD_LOCK = threading.RLock()  # held while fd 2 points at /dev/null
 
 
 def _quiet_environment() -> None:
@@ -110,6 +114,50 @@ def _stderr_silenced():
         os.close(devnull)
 
 
+class _QuietTensorFlowLoader(importlib.abc.Loader):
+    """Loads the `tensorflow` package as usual, with fd 2 on /dev/null while it runs."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        try:
+            with _FD_LOCK, _stderr_silenced():
+                self._loader.exec_module(module)
+        finally:  # leave no trace of this wrapper on the module
+            module.__loader__ = self._loader
+            if module.__spec__ is not None:
+                module.__spec__.loader = self._loader
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Wherever `import tensorflow` first happens (a direct `import keras` included), unless
+    --verbose: its shared libraries print oneDNN/CUDA lines before absl logging is initialised,
+    which no log level hides; only fd 2 can."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow" or _VERBOSE or "tensorflow" in sys.modules:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = _QuietTensorFlowLoader(spec.loader)
+                return spec
+        return None
+
+
+if "tensorflow" not in sys.modules and not any(
+    isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path
+):
+    sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
 @contextlib.contextmanager
 def quiet_native_stderr():
     """Unless --verbose, hide what native code prints to fd 2 for the duration.
@@ -121,30 +169,26 @@ def quiet_native_stderr():
     if _VERBOSE:
         yield
         return
-    with _IMPORT_LOCK, _stderr_silenced():
+    tf()  # imported before the lock is taken: an import inside it could wait on another thread
+    with _FD_LOCK, _stderr_silenced():
         yield
 
 
 def tf() -> ModuleType:
     """Return the tensorflow module, imported quietly unless --verbose.
 
-    Thread-safe: the first import happens once under a lock, so two threads (e.g. the scan's
-    decode pool) can neither interleave their fd-2 swaps, which would leave stderr pointing at
-    /dev/null, nor see a half-imported module.
+    Thread-safe: Python's import lock lets one thread load TensorFlow while the others wait, and
+    the one fd-2 swap (the import hook above) happens under _FD_LOCK, so threads (e.g. the
+    scan's decode pool) cannot leave stderr pointing at /dev/null.
     """
     global _IMPORTED
     if _IMPORTED:
         return sys.modules["tensorflow"]
-    with _IMPORT_LOCK:
-        if not _IMPORTED:
-            if _VERBOSE:
-                import keras  # noqa: F401
-                import tensorflow  # noqa: F401
-            else:
-                _quiet_environment()
-                with _stderr_silenced():
-                    import keras  # noqa: F401  (its first import also logs)
-                    import tensorflow  # noqa: F401
-            _python_loggers(_VERBOSE)
-            _IMPORTED = True
-    return sys.modules["tensorflow"]
+    if not _VERBOSE:
+        _quiet_environment()
+    import keras  # noqa: F401  (loads TensorFlow, through the quiet hook)
+    import tensorflow
+
+    _python_loggers(_VERBOSE)
+    _IMPORTED = True
+    return tensorflow

@@ -54,6 +54,7 @@ def run_plan(plan: Plan, say: Say = print) -> dict[str, Any]:
 
     cfg = plan.cfg
     set_verbose(cfg.verbose)
+    out, say = say, (quiet_say(say) if getattr(cfg, "quiet", False) else say)
     if cfg.mlflow:
         from automl_app.integrations.mlflow import require_mlflow
 
@@ -75,8 +76,46 @@ def run_plan(plan: Plan, say: Say = print) -> dict[str, Any]:
             from automl_app.integrations.mlflow import log_mlflow
 
             log_mlflow(run.dir, cfg.mlflow, say=say)
-    say(f"report: {run.dir / 'report'}; wall time {manifest['wall_seconds']:.1f}s")
+    if say is not out:
+        for line in summary_lines(manifest, run.dir):
+            out(line)
+    out(f"report: {run.dir / 'report'}; wall time {manifest['wall_seconds']:.1f}s")
     return manifest
+
+
+def quiet_say(say: Say) -> Say:
+    """--quiet: drop what a run says while it works (progress, trials, data); keep warnings.
+
+    The result is marked `quiet`, so live bars (tuning/progress.py, training/loop.py) stay off.
+    """
+
+    def filtered(line: str) -> None:
+        if line.lstrip().lower().startswith(("warning", "error")):
+            say(line)
+
+    filtered.quiet = True  # type: ignore[attr-defined]
+    return filtered
+
+
+def summary_lines(manifest: dict[str, Any], run_dir: Path) -> list[str]:
+    """The few lines --quiet prints: best trial, test metrics, where the model is."""
+    lines = []
+    best = manifest.get("best_trial") or {}
+    objective = ((manifest.get("config") or {}).get("tuner") or {}).get("objective") or "score"
+    if isinstance(best.get("score"), (int, float)):
+        lines.append(f"best trial {best.get('trial_id')}: {objective}={best['score']:.4f}")
+    test = manifest.get("test") or {}
+    if "accuracy" in test:
+        lines.append(
+            f"test accuracy {test['accuracy']:.4f}, loss {test.get('loss', float('nan')):.4f} "
+            f"on {test.get('examples')} examples"
+        )
+    elif "mae" in test:
+        lines.append(f"test MAE {test['mae']:.4g} on {test.get('examples')} examples")
+    model = run_dir / "best" / "saved_model"
+    if model.exists():
+        lines.append(f"model: {model}")
+    return lines
 
 
 def _report(run_dir: Path, say: Say) -> None:
@@ -133,41 +172,121 @@ def scan_images(
     return result
 
 
-def export_run(run_dir: str | Path, out: str | Path, say: Say = print) -> dict[str, Any]:
-    """Re-export a finished run's best model (best/model.keras) to `out`, with the same checks."""
-    import numpy as np
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx")
+CHECK_EXAMPLES = 256
 
-    from automl_app import export
-    from automl_app.data import source
-    from automl_app.tf_env import tf
 
+def export_run(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    format: str = "saved_model",
+    quantize: str = "none",
+    say: Say = print,
+) -> dict[str, Any]:
+    """Export a finished run's best model: a SavedModel again (reloaded and compared), or a
+    .tflite / .onnx with a fixed input shape, verified against the SavedModel on test images."""
     run_dir = Path(run_dir)
-    manifest = runs.load_manifest(run_dir)
-    keras_path = run_dir / "best" / "model.keras"
-    if manifest.get("status") != "completed" or not keras_path.is_file():
+    if format not in EXPORT_FORMATS:
         raise UsageError(
-            f"run {str(run_dir)!r} has no finished best model ({keras_path} missing;"
-            f" status {manifest.get('status')!r})"
+            f"--format must be one of {', '.join(EXPORT_FORMATS)}. Received: {format!r}"
+        )
+    if quantize != "none" and format != "tflite":
+        raise UsageError(f"--quantize applies to --format tflite. Received: --format {format}")
+    manifest = runs.load_manifest(run_dir)
+    saved = run_dir / "best" / "saved_model"
+    if manifest.get("status") != "completed" or not (saved / "saved_model.pb").is_file():
+        raise UsageError(
+            f"run {str(run_dir)!r} has no finished export ({saved} missing; status "
+            f"{manifest.get('status')!r})"
         )
     if not (manifest.get("data") or {}).get("image_shape"):
         raise UsageError(
-            f"run {str(run_dir)!r} is a {manifest.get('command')!r} run; re-export works on image "
-            f"runs (its best/saved_model is already the export)"
+            f"run {str(run_dir)!r} is a {manifest.get('command')!r} run; `automl export` works on "
+            "image runs (its best/saved_model is already the export)"
         )
+    with runs.lock(run_dir).hold():
+        if format == "saved_model":
+            return _export_saved_model(
+                run_dir, manifest, out or run_dir / "export" / "saved_model", say
+            )
+        return _export_fixed(run_dir, manifest, saved, format, quantize, out, say)
+
+
+def _export_saved_model(run_dir: Path, manifest: dict, out: str | Path, say: Say) -> dict:
+    import numpy as np
+
+    from automl_app import export
+    from automl_app.export.runspec import spec_from_manifest
+    from automl_app.tf_env import tf
+
+    keras_path = run_dir / "best" / "model.keras"
+    if not keras_path.is_file():
+        raise UsageError(f"run {str(run_dir)!r} has no {keras_path}")
     tf()
     import keras
 
-    with runs.lock(run_dir).hold():
-        model = keras.saving.load_model(keras_path)
-        spec = source.spec_from_manifest(manifest)
-        h, w, c = manifest["data"]["image_shape"]
-        sample = np.random.default_rng(0).integers(0, 256, size=(16, h, w, c), dtype=np.uint8)
-        out = Path(out)
-        info = export.export_saved_model(model, spec, sample, out)
-        if (run_dir / "best" / "labels.json").is_file():
-            runs.atomic_write_text(
-                out.parent / f"{out.name}.labels.json",
-                (run_dir / "best" / "labels.json").read_text(),
-            )
+    model = keras.saving.load_model(keras_path)
+    spec = spec_from_manifest(manifest)
+    h, w, c = manifest["data"]["image_shape"]
+    sample = np.random.default_rng(0).integers(0, 256, size=(16, h, w, c), dtype=np.uint8)
+    out = Path(out)
+    info = export.export_saved_model(model, spec, sample, out)
+    if (run_dir / "best" / "labels.json").is_file():
+        runs.atomic_write_text(
+            out.parent / f"{out.name}.labels.json", (run_dir / "best" / "labels.json").read_text()
+        )
     say(f"exported {keras_path} to {out} (serve: {info['input']})")
     return info
+
+
+def _export_fixed(
+    run_dir: Path, manifest: dict, saved: Path, fmt: str, quantize: str, out, say: Say
+) -> dict:
+    """tflite/onnx: calibration on training images, the check on test images, both at the
+    model's fixed input shape (the run's own data, same splits)."""
+    from automl_app import export
+    from automl_app.data import source
+
+    data = source.load_for_run(manifest)
+    shape = tuple(manifest["data"]["image_shape"])
+    check_images = _at_shape(data.test()[0][:CHECK_EXAMPLES], shape)
+    calibration = _at_shape(data.x_train[:200], shape) if quantize == "int8" else None
+    suffix = {"tflite": ".tflite", "onnx": ".onnx"}[fmt]
+    name = f"model{'' if quantize == 'none' else '_' + quantize}{suffix}"
+    out = Path(out) if out else run_dir / "export" / name
+    if fmt == "tflite":
+        info = export.export_tflite(saved, out, check_images=check_images, quantize=quantize,
+                                    calibration_images=calibration)  # fmt: skip
+    else:
+        info = export.export_onnx(saved, out, check_images=check_images)
+    exports = dict(runs.load_manifest(run_dir).get("exports") or {})
+    exports[name] = {k: info.get(k) for k in ("path", "bytes", "quantize", "input_shape",
+                                              "agreement", "max_prob_diff", "examples")}  # fmt: skip
+    runs.update(run_dir, exports=exports)
+    say(
+        f"exported {out} ({info['bytes'] / 1e6:.2f} MB, input uint8 {list(info['input_shape'])}): "
+        f"top-1 agreement with the SavedModel {info['agreement']:.4f} on {info['examples']} test "
+        f"images, largest probability difference {info['max_prob_diff']:.4g}"
+    )
+    return info
+
+
+def _at_shape(x: Any, shape: tuple) -> Any:
+    """uint8 images at the export's fixed shape (grayscale → RGB, resize with padding)."""
+    import numpy as np
+
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[..., None]
+    if tuple(x.shape[1:]) == tuple(shape):
+        return x.astype(np.uint8)
+    from automl_app.data import stages
+    from automl_app.tf_env import tf
+
+    t = tf()
+    y = t.cast(t.constant(x), t.float32)
+    if y.shape[-1] == 1 and shape[-1] == 3:
+        y = t.image.grayscale_to_rgb(y)
+    y = stages.resize_with_pad(y, int(shape[0]))
+    return np.clip(np.rint(y.numpy()), 0, 255).astype(np.uint8)

@@ -140,8 +140,8 @@ def _text_csv(path: Path, n: int = 80) -> Path:
 
 @pytest.mark.slow
 def test_text_classifier_serves_raw_strings(tmp_path):
-    from automl_app.engines import autokeras as akt
     from automl_app.data import text
+    from automl_app.engines import autokeras as akt
 
     data = text.load_text_csv(_text_csv(tmp_path / "reviews.csv"), "review", "sentiment")
     assert data.task == "classification" and data.class_names == ["neg", "pos"]
@@ -164,8 +164,8 @@ def test_text_classifier_serves_raw_strings(tmp_path):
 
 @pytest.mark.slow
 def test_text_regressor(tmp_path):
-    from automl_app.engines import autokeras as akt
     from automl_app.data import text
+    from automl_app.engines import autokeras as akt
 
     data = text.load_text_csv(_text_csv(tmp_path / "r.csv", 48), "review", "stars",
                               task="regression")  # fmt: skip
@@ -202,8 +202,8 @@ def _iris_csv(path: Path) -> Path:
 
 @pytest.mark.slow
 def test_structured_classifier_named_inputs(tmp_path):
-    from automl_app.engines import autokeras as akt
     from automl_app.data import tabular
+    from automl_app.engines import autokeras as akt
 
     data = tabular.load_csv(_iris_csv(tmp_path / "iris.csv"), "species", seed=0)
     assert data.column_types["site"] == "categorical"
@@ -235,8 +235,8 @@ def test_structured_classifier_named_inputs(tmp_path):
 def test_structured_regressor(tmp_path):
     from sklearn.datasets import load_diabetes
 
-    from automl_app.engines import autokeras as akt
     from automl_app.data import tabular
+    from automl_app.engines import autokeras as akt
 
     d = load_diabetes()
     path = tmp_path / "diabetes.csv"

@@ -302,3 +302,13 @@ def test_load_arrays_skips_and_names_a_file_that_fails_after_the_scan(mixed, tmp
     assert [p for p, _ in skipped] == [str(victim)]
     assert skipped[0][1].startswith(("corrupt", "truncated"))
     assert images.skipped_lines(skipped) == [f"skipped: {victim}: {skipped[0][1]}"]
+
+
+def test_raw_sample_passes_over_files_that_fail(mixed, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff" + b"\x00" * 50)
+    good = sorted(p for p in mixed["good"] if p.endswith("30x20.jpg"))
+    sample = images.raw_sample([str(broken), *good], limit=2)
+    assert sample.shape == (2, 20, 30, 3) and sample.dtype == np.uint8
+    with pytest.raises(images.DataError, match="none of the first 1 images decodes"):
+        images.raw_sample([str(broken)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -49,11 +50,18 @@ def test_quiet_by_default():
     assert not noisy, "\n".join(noisy)
 
 
-def test_quiet_even_without_set_verbose():
-    """A library user who only calls tf() gets the quiet default too."""
-    proc = _run("from automl_app.tf_env import tf\nt = tf()\nprint(t.ones([1]).numpy())\n")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_quiet_whatever_imports_tensorflow_first():
+    """A module that does `import keras` directly, before tf() and without set_verbose, still
+    loads TensorFlow quietly: the hook tf_env installs when it is imported."""
+    code = (
+        "import automl_app.tf_env\n"
+        "import keras, tensorflow as tf\n"
+        "print(tf.reduce_sum(tf.ones([2, 2])).numpy())\n"
+    )
+    proc = _run(code)
+    assert proc.returncode == 0 and "4.0" in proc.stdout, proc.stderr[-3000:]
     assert not [line for line in proc.stderr.splitlines() if any(n in line for n in NOISE)]
+    assert not re.search(r"^[IWEF]\d{4} ", proc.stderr, re.M), proc.stderr[-3000:]  # absl lines
 
 
 def test_user_choice_is_kept_and_verbose_takes_back_ours():

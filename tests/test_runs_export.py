@@ -69,6 +69,23 @@ def test_export_serves_probabilities_for_both_image_ranks(tmp_path, logits):
     assert card["serving"]["endpoint"] == "serve"
 
 
+def test_export_adds_a_fixed_shape_endpoint_for_tflite_and_onnx(tmp_path):
+    """`serve_fixed` is `serve` traced at one shape (what TFLite/ONNX convert); the card says so."""
+    import tensorflow as tf
+
+    x = np.random.default_rng(1).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    info = export.export_best(
+        _model(True), export.fixed_image_spec(28, 28, 1), x, tmp_path / "best", labels=None, card={}
+    )
+    assert info["fixed_endpoint"] == export.FIXED_ENDPOINT == "serve_fixed"
+    assert info["fixed_input_shape"] == [28, 28, 1]
+    loaded = tf.saved_model.load(str(tmp_path / "best" / "saved_model"))
+    fixed = loaded.serve_fixed(tf.constant(x[..., None])).numpy()
+    np.testing.assert_allclose(fixed, loaded.serve(tf.constant(x)).numpy(), atol=1e-6)
+    card = json.loads((tmp_path / "best" / "model_card.json").read_text())
+    assert card["serving"]["fixed_input_shape"] == [28, 28, 1]
+
+
 def test_export_mismatch_fails_and_keeps_previous(tmp_path, monkeypatch):
     import tensorflow as tf
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -227,3 +229,31 @@ def test_quiet_decoder_warnings_drops_libjpeg_lines_only(capfd):
         os.write(2, b"Bogus marker length\nsomething else\n")
         os.write(2, b"libpng warning: iCCP: known incorrect sRGB profile\n")
     assert capfd.readouterr().err == "something else\n"
+
+
+def test_guard_callback_names_skipped_files_during_fit_and_predict(tmp_path, recwarn):
+    import keras
+
+    from automl_app.data import images
+
+    paths, labels = _files(tmp_path, 6)
+    Path(paths[1]).write_bytes(b"")  # empty now
+    lines: list[str] = []
+    common = {"num_classes": 2, "image_size": 16, "mode": "0_1", "batch_size": 4}
+    train_guard = images.SkipGuard(paths[:4], log=lines.append)
+    val_guard = images.SkipGuard(paths[4:], log=lines.append)
+    train = stages.build(paths[:4], labels[:4], training=True, guard=train_guard, **common)
+    val = stages.build(paths[4:], labels[4:], training=False, guard=val_guard, **common)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")])  # fmt: skip
+    model.compile("sgd", "categorical_crossentropy")
+    callbacks = [train_guard.callback(), val_guard.callback()]
+    history = model.fit(train, validation_data=val, epochs=2, verbose=0, callbacks=callbacks)
+    assert len(history.history["loss"]) == 2 and len(history.history["val_loss"]) == 2
+    assert lines == [f"skipped: {paths[1]}: empty"]
+    probs = model.predict(val, verbose=0, callbacks=[val_guard.callback()])
+    assert probs.shape == (2, 2)
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+    import warnings
+
+    assert not [f for f in warnings.filters if "ran out" in str(getattr(f[1], "pattern", ""))]

@@ -1,4 +1,4 @@
-"""CSV → numpy columns for AutoKeras: type inference, overrides, targets, memory check (no TF)."""
+"""Tables → numpy columns for AutoKeras: type inference, overrides, targets, memory check (no TF)."""
 
 from __future__ import annotations
 
@@ -81,16 +81,19 @@ def test_file_errors_name_the_file_and_column(tmp_path):
     with pytest.raises(DataError, match=r"column 'y' is not in .*a.csv. Columns: p, q"):
         tabular.load_csv(path, "y")
     ragged = tmp_path / "r.csv"
-    ragged.write_text("p,q\n1,2\n3\n")
-    with pytest.raises(DataError, match="line 3: 1 cells but the header has 2"):
-        tabular.read_csv(ragged)
+    ragged.write_text("p,q\n1,2\n3,4,5\n")
+    with pytest.raises(DataError, match="line 3: 3 cells but the header has 2"):
+        tabular.read_table(ragged)
+    short = tmp_path / "s.csv"  # a short row is read as pandas reads it: the rest is missing
+    short.write_text("p,q\n1,2\n3\n")
+    assert tabular.read_table(short)["q"].tolist() == ["2", ""]
 
 
 def test_memory_estimate_stops_with_bytes_and_max_samples(tmp_path):
     path = _write(tmp_path / "big.csv", ["a", "y"], [[str(i), str(i % 2)] for i in range(100)])
-    need = tabular.estimate_csv_bytes(path)
+    need = tabular.estimate_table_bytes(path)
     assert need > path.stat().st_size
-    assert tabular.estimate_csv_bytes(path, max_samples=10) < need
+    assert tabular.estimate_table_bytes(path, max_samples=10) < need
     with pytest.raises(DataError, match=rf"\({need} bytes\).*--max-samples"):
         tabular.check_memory(need, f"loading {path}", available=10)
     tabular.check_memory(need, "ok", available=need)

@@ -78,7 +78,8 @@ def _serve(saved_model, images):
     from automl_app.tf_env import tf
 
     t = tf()
-    return t.saved_model.load(str(saved_model)).serve(t.constant(images)).numpy()
+    loaded = t.saved_model.load(str(saved_model))  # keep it alive while serve runs
+    return loaded.serve(t.constant(images)).numpy()
 
 
 @pytest.mark.parametrize("quantize", ["none", "float16", "int8"])
@@ -170,8 +171,9 @@ def test_bad_arguments_are_usage_errors(fixed_export, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_without_fixed_endpoint_still_converts(tmp_path):
-    """Older folder exports (stages.serving_preprocess, no `serve_fixed`) resize unconditionally."""
+def test_export_without_fixed_endpoint_says_to_re_export(tmp_path):
+    """Older folder exports (stages.serving_preprocess, no `serve_fixed`) resize every input with
+    an op TFLite lacks: one line naming it and the way out, and no file."""
     from automl_app.data import stages
 
     model, x = _train((S, S, 3), seed=2)
@@ -183,9 +185,10 @@ def test_export_without_fixed_endpoint_still_converts(tmp_path):
     )
     saved_model = tmp_path / "saved_model"
     export.export_saved_model(model, spec, x[:4], saved_model)
-    info = export.export_tflite(saved_model, tmp_path / "m.tflite", check_images=x[:16])
-    assert info["endpoint"] == "serve" and info["input_shape"] == [1, S, S, 3]
-    assert info["agreement"] == 1.0
+    with pytest.raises(AutomlError, match="ScaleAndTranslate.*re-export.*serve_fixed") as caught:
+        export.export_tflite(saved_model, tmp_path / "m.tflite", check_images=x[:16])
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model"]
 
 
 def test_onnx_export_matches_the_saved_model(fixed_export, folder_export, tmp_path):

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from test_scan import make_folder
 
 from automl_app import runs
-from automl_app.errors import ConfigError, UsageError
 from automl_app.config import DataConfig, TrainConfig
+from automl_app.errors import ConfigError, UsageError
 from automl_app.training import recipes as scratch
 
 TINY = ["--image-size", "32", "--alpha", "0.35", "--batch-size", "8", "--epochs", "1"]

@@ -140,9 +140,9 @@ def load_data(manifest: Mapping[str, Any]):
 
 def serving_spec(manifest: Mapping[str, Any]):
     """The export's serving signature for this run (fixed size, or any size for a folder)."""
-    from automl_app.data import source
+    from automl_app.export.runspec import spec_from_manifest
 
-    return source.spec_from_manifest(manifest)
+    return spec_from_manifest(manifest)
 
 
 def probabilities(model, x_raw: np.ndarray, spec) -> np.ndarray:

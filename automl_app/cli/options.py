@@ -93,8 +93,7 @@ autokeras_tuner = click.option(
     "--tuner",
     type=click.Choice(AK_TUNERS),
     default=None,
-    help="AutoKeras's tuner (greedy starts from its known-good configurations). "
-    "[default: greedy]",
+    help="AutoKeras's tuner (greedy starts from its known-good configurations). [default: greedy]",
 )
 engine = click.option(
     "--engine",
@@ -148,6 +147,11 @@ mlflow = click.option(
 verbose = click.option(
     "--verbose", is_flag=True, help="Show library logs, progress bars and tracebacks."
 )
+quiet = click.option(
+    "--quiet",
+    is_flag=True,
+    help="Print only the summary: no per-epoch, per-trial or between-trials progress.",
+)
 run_dir_argument = click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
 
 
@@ -156,7 +160,7 @@ run_dir_argument = click.argument("run_dir", type=click.Path(file_okay=False, pa
 image_data_options = group(dataset, data_dir, image_size, max_samples, val_fraction, seed)
 table_data_options = group(max_samples, val_fraction, seed)
 budget_options = group(max_trials, epochs, time_budget)
-run_options = group(run_dir, overwrite, resume, mlflow, verbose)
+run_options = group(run_dir, overwrite, resume, mlflow, verbose, quiet)
 autokeras_options = group(autokeras_tuner, block, task)
 
 

@@ -1,6 +1,6 @@
 """Commands over finished (or running) runs: runs, report, select, evaluate, reproduce, export,
-tensorboard, worker, spaces. Thin: options → one function of analysis/, report/, integrations/ or
-workflows → printed lines. Nothing here imports TensorFlow at import time."""
+tensorboard, dashboard, worker, spaces. Thin: options → one function of analysis/, report/,
+integrations/ or workflows → printed lines. Nothing here imports TensorFlow at import time."""
 
 from __future__ import annotations
 
@@ -145,17 +145,59 @@ def tensorboard_cmd(run_dir: str, port: int) -> None:
         click.echo("TensorBoard stopped.")
 
 
+@click.command("dashboard")
+@o.run_dir_argument
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="0 picks a free port.")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@handles_errors
+def dashboard_cmd(run_dir: str, port: int, host: str) -> None:
+    """Serve optuna-dashboard over RUN_DIR/optuna.journal until Ctrl-C; live while a search runs
+    (any engine; an older run gets its journal built from trials.csv first)."""
+    _quiet(False)
+    from automl_app.integrations.dashboard import serve
+
+    server = serve(run_dir, host=host, port=port, say=click.echo)
+    click.echo(f"optuna-dashboard for {run_dir} at {server.url} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("dashboard stopped.")
+
+
 @click.command("export")
 @o.run_dir_argument
-@click.option("--out", required=True, type=click.Path(), help="Directory for the SavedModel.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["saved_model", "tflite", "onnx"]),
+    default="saved_model",
+    show_default=True,
+    help="tflite/onnx: a fixed input shape (the training size), verified against the "
+    "SavedModel on test images before it is written.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["none", "float16", "int8"]),
+    default="none",
+    show_default=True,
+    help="--format tflite: float16 weights, or int8 calibrated on training images.",
+)
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=None,
+    help="Where to write. [default: RUN_DIR/export/saved_model or RUN_DIR/export/model*.tflite]",
+)
 @o.verbose
 @handles_errors
-def export_cmd(run_dir: str, out: str, verbose: bool) -> None:
-    """Re-export a finished run's best model as a SavedModel (checked by reloading)."""
+def export_cmd(run_dir: str, fmt: str, quantize: str, out: str | None, verbose: bool) -> None:
+    """Export a finished run's best model: SavedModel, or TFLite / ONNX for phones and runtimes
+    (checked against the SavedModel: top-1 agreement, largest probability difference, size)."""
     from automl_app import workflows
 
     _quiet(verbose)
-    workflows.export_run(run_dir, out, say=echo)
+    workflows.export_run(run_dir, out, format=fmt, quantize=quantize, say=echo)
 
 
 @click.command("worker")
@@ -202,4 +244,4 @@ def spaces_cmd() -> None:
 
 
 COMMANDS = (runs_cmd, report_cmd, select_cmd, evaluate_cmd, reproduce_cmd, tensorboard_cmd,
-            export_cmd, worker_cmd, spaces_cmd)  # fmt: skip
+            dashboard_cmd, export_cmd, worker_cmd, spaces_cmd)  # fmt: skip

@@ -86,6 +86,7 @@ def build_config(kind: str, opts: dict[str, Any]) -> Any:
         overwrite=opts.get("overwrite", False),
         resume=opts.get("resume", False),
         verbose=opts.get("verbose", False),
+        quiet=opts.get("quiet", False),
         task=kind,
         mlflow=opts.get("mlflow"),
         engine=engine,

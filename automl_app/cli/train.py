@@ -147,6 +147,7 @@ def build_train_config(model: str, opts: dict[str, Any]) -> Any:
         overwrite=opts.get("overwrite", False),
         resume=opts.get("resume", False),
         verbose=opts.get("verbose", False),
+        quiet=opts.get("quiet", False),
         mlflow=opts.get("mlflow"),
         scan_cache=opts.get("scan_cache"),
     )

@@ -4,15 +4,14 @@
 AutoKeras and train-scratch, independent of --image-size and of the seed); `load_arrays` decodes
 files through the training stages (stages.load_uint8) for engines that take numpy arrays;
 `folder_image_data` is both, as datasets.ImageData. A file that fails anyway is skipped and named,
-never ending the run: by `load_arrays`, or by a `SkipGuard` given to stages.build.
+never ending the run: by `load_arrays`, or by a guard.SkipGuard given to stages.build.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,18 @@ import numpy as np
 
 from automl_app.data import folders, scan
 from automl_app.data.datasets import DatasetInfo, ImageData
+from automl_app.data.guard import SkipGuard
 from automl_app.errors import DataError, UsageError
+
+__all__ = [
+    "FolderSplit",
+    "SkipGuard",
+    "folder_image_data",
+    "load_arrays",
+    "prepare_folder",
+    "raw_sample",
+    "skipped_lines",
+]
 
 BALANCE = ("none", "oversample")
 
@@ -322,70 +332,26 @@ def folder_image_data(
     )
 
 
+def raw_sample(paths: Sequence[str], limit: int = 4) -> np.ndarray:
+    """A few decoded uint8 images [k,H,W,3] of one shape (the most common among the first 32
+    files that decode), e.g. for an export's reload-and-compare check; failures are passed over."""
+    from automl_app.data import stages
+    from automl_app.tf_env import tf
+
+    t = tf()
+    groups: dict[tuple, list] = {}
+    with stages.quiet_decoder_warnings():
+        for path in list(paths)[:32]:
+            try:
+                img = stages.decode(stages.read(t.constant(str(path)))).numpy()
+            except Exception:  # named elsewhere (scan, SkipGuard); a sample can do without it
+                continue
+            groups.setdefault(img.shape, []).append(img)
+    if not groups:
+        raise DataError(f"none of the first {min(len(paths), 32)} images decodes")
+    return np.stack(max(groups.values(), key=len)[:limit])
+
+
 def skipped_lines(skipped: Sequence[tuple[str, str]]) -> list[str]:
     """One line per file skipped at decode time: `skipped: PATH: reason`."""
     return [f"skipped: {path}: {reason}" for path, reason in skipped]
-
-
-class SkipGuard:
-    """Names the files a stages.build pipeline skipped because they failed to load.
-
-    The pipeline records the paths that got through (once per batch); after a full pass,
-    `check()` decodes each path never seen, eagerly, and names those that fail, once each.
-    One guard per dataset (train, val, evaluation), built from that dataset's `paths`.
-    """
-
-    def __init__(
-        self,
-        paths: Sequence[str],
-        *,
-        image_size: int = 32,
-        log: Callable[[str], None] | None = print,
-    ):
-        self.paths = [str(p) for p in paths]
-        self.image_size = image_size
-        self.log = log
-        self.seen: set[str] = set()
-        self.skipped: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def record(self, paths: Any) -> bool:
-        """Called by the pipeline with a batch of path strings (a tensor of bytes)."""
-        values = paths.numpy() if hasattr(paths, "numpy") else paths
-        with self._lock:
-            self.seen.update(p.decode() if isinstance(p, bytes) else str(p) for p in values)
-        return True
-
-    def check(self) -> list[tuple[str, str]]:
-        """(path, reason) of files newly found skipped; each is logged once."""
-        with self._lock:
-            unseen = [p for p in self.paths if p not in self.seen and p not in self.skipped]
-        new = []
-        for path in dict.fromkeys(unseen):
-            reason = scan.load_failure(path, self.image_size)
-            if reason is None:
-                continue  # not reached yet (a partial pass), or readable again
-            self.skipped[path] = reason
-            new.append((path, reason))
-            if self.log is not None:
-                self.log(f"skipped: {path}: {reason}")
-        return new
-
-    def kept(self, paths: Sequence[str], labels: Sequence[int]) -> tuple[list[str], list[int]]:
-        """`paths` and `labels` without the skipped files: the rows a pipeline over them yields
-        (in order, when built with training=False), e.g. to align labels with predictions."""
-        self.check()
-        pairs = [(p, lab) for p, lab in zip(paths, labels, strict=True) if p not in self.skipped]
-        return [p for p, _ in pairs], [lab for _, lab in pairs]
-
-    def callback(self) -> Any:
-        """A Keras callback that runs `check()` after every epoch (and at the end of fit)."""
-        import keras
-
-        guard = self
-
-        class NameSkippedFiles(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                guard.check()
-
-        return NameSkippedFiles()

@@ -133,28 +133,6 @@ def check_rebuilt(data: ImageData, manifest: Mapping[str, Any], where: str) -> N
         )
 
 
-def serving_spec(data: ImageData) -> Any:
-    """The export's serving signature: fixed-size images for a named dataset, any size (resized
-    with padding inside) for an image folder."""
-    from automl_app import export
-
-    info = data.info
-    if folder_split(data) is not None:
-        return export.folder_image_spec(info.image_shape[0], info.image_shape[2], info.scale)
-    return export.fixed_image_spec(*info.image_shape, scale=info.scale)
-
-
-def spec_from_manifest(manifest: Mapping[str, Any]) -> Any:
-    """serving_spec for a finished run, from run.json alone."""
-    from automl_app import export
-
-    d = manifest.get("data") or {}
-    shape = d["image_shape"]
-    if d.get("folder") or (manifest.get("config") or {}).get("data", {}).get("data_dir"):
-        return export.folder_image_spec(shape[0], shape[2], d.get("scale", "0_1"))
-    return export.fixed_image_spec(*shape, scale=d.get("scale", "0_1"))
-
-
 def rebuild_folder_split(manifest: Mapping[str, Any], data_dir: str | None = None) -> Any:
     """The FolderSplit of a finished folder run (any engine), rebuilt with the settings it
     recorded; on the run's own folder the split fingerprint must match."""

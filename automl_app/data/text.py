@@ -1,17 +1,19 @@
 """Text data → numpy string arrays for AutoKeras's TextClassifier/TextRegressor.
 
 Two sources: a folder `DIR/<class>/*.txt` (one example per file, the folder name is the label) and
-a CSV with a text column and a target column. AutoKeras wants a numpy unicode array (not object),
-which costs 4 bytes per character of the *longest* text for every example, so the memory estimate
-uses the largest file before anything is read.
+a table (CSV, Parquet or a pandas DataFrame, read by data/tabular.py) with a text column and a
+target column. AutoKeras wants a numpy unicode array (not object), which costs 4 bytes per
+character of the *longest* text for every example, so the memory estimate uses the largest file
+before anything is read.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +32,7 @@ class TextData:
     task: str
     class_names: list[str] | None
     source: str
+    notes: list[str] = field(default_factory=list)  # e.g. the CSV's encoding when not UTF-8
 
 
 def estimate_text_bytes(n: int, max_chars: int) -> int:
@@ -82,7 +85,7 @@ def load_text_folder(
 
 
 def load_text_csv(
-    path: str | os.PathLike,
+    source: Any,
     text_column: str,
     target: str,
     *,
@@ -90,23 +93,16 @@ def load_text_csv(
     max_samples: int | None = None,
     seed: int = 0,
 ) -> TextData:
-    """Read a text column and a target column from a CSV (task auto|classification|regression)."""
-    path = Path(path)
-    if path.is_file():
-        tabular.check_memory(
-            tabular.estimate_csv_bytes(path, max_samples), f"loading texts from {path}"
-        )
-    table = tabular.read_csv(path, check=False)
+    """A text column and a target column from a CSV or Parquet file, or a pandas DataFrame
+    (task auto|classification|regression); a missing text is an empty string."""
+    table = tabular.open_table(source, max_samples=max_samples)
     table.index(text_column)
     table.index(target)
-    rows = tabular.subsample(len(table.rows), max_samples, seed)
-    ti, yi = table.index(text_column), table.index(target)
-    texts = [table.rows[i][ti] for i in rows]
-    task, y, names = tabular.encode_target(
-        [table.rows[i][yi] for i in rows], task, target, str(path)
-    )
+    rows = tabular.subsample(len(table), max_samples, seed)
+    texts = table.column(text_column, rows).to_numpy(dtype=str)
+    task, y, names = tabular.encode_target(table.column(target, rows), task, target, table.source)
     return TextData(
-        texts=np.asarray(texts, dtype=str), y=y, task=task, class_names=names, source=str(path)
+        texts=texts, y=y, task=task, class_names=names, source=table.source, notes=table.notes
     )
 
 

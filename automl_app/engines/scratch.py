@@ -100,22 +100,6 @@ def find_undecodable(paths: list[str]) -> tuple[str, str] | None:
     return None
 
 
-def _sample_raw(files: list[Any], limit: int = 4):
-    """A few decoded uint8 images of one shape, for the export's reload-and-compare check."""
-    import numpy as np
-
-    from automl_app.data import stages
-    from automl_app.tf_env import tf
-
-    t = tf()
-    groups: dict[tuple, list] = {}
-    for f in files[:32]:
-        img = stages.decode(stages.read(t.constant(f.path))).numpy()
-        groups.setdefault(img.shape, []).append(img)
-    best = max(groups.values(), key=len)
-    return np.stack(best[:limit])
-
-
 def plan_train(cfg: TrainConfig) -> Plan:
     """Recipe + overrides + data options → a checked ScratchConfig and the Plan to train it."""
     from automl_app.data import source
@@ -178,10 +162,11 @@ class _Pipelines:
     """train/val/eval tf.data pipelines from files (folder) or arrays (named dataset), plus the
     eval labels and a few raw images for the export check."""
 
-    def __init__(self, cfg: ScratchConfig, data: SplitData, eval_name: str):
+    def __init__(self, cfg: ScratchConfig, data: SplitData, eval_name: str, log: Say = print):
         from automl_app.data import stages
 
-        self.cfg, self.data, self.eval_name = cfg, data, eval_name
+        self.cfg, self.data, self.eval_name, self.log = cfg, data, eval_name, log
+        self.guards: list[Any] = []  # one images.SkipGuard per file pipeline
         self.augment = stages.Augment(flip=cfg.flip, rotation=cfg.rotation, crop=cfg.crop,
                                       brightness=cfg.brightness, contrast=cfg.contrast,
                                       jpeg_quality=cfg.jpeg_quality)  # fmt: skip
@@ -190,16 +175,20 @@ class _Pipelines:
 
     def _files(self, files: list[Any], training: bool):
         from automl_app.data import stages
+        from automl_app.data.images import SkipGuard
 
         cfg = self.cfg
         paths, labels = _arrays(files, self.data.class_names)
+        # A file the scan passed but that fails now is skipped and named, never ending the run.
+        guard = SkipGuard(paths, image_size=cfg.image_size, log=self.log)
+        self.guards.append(guard)
         ds = stages.build(paths, labels, batch_size=cfg.batch_size, training=training,
                           augment=self.augment if training else None,
                           cache_to=cfg.cache if training else None,
                           shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed,
                           num_classes=self.n_classes, image_size=cfg.image_size,
-                          mode=cfg.scale)  # fmt: skip
-        return ds, labels
+                          mode=cfg.scale, guard=guard)  # fmt: skip
+        return ds, (paths, labels, guard)
 
     def _in_memory(self, x, y, training: bool):
         """In-memory uint8 images through the same stages (resize_with_pad, scale, augment)."""
@@ -242,15 +231,23 @@ class _Pipelines:
         """(dataset, labels, raw sample); the test split is read here, once."""
         import numpy as np
 
+        from automl_app.data.images import raw_sample
+
         d = self.data
         if d.arrays is not None:
             x, y = d.arrays.test() if self.eval_name == "test" else (d.arrays.x_val, d.arrays.y_val)
             ds, labels = self._in_memory(x, y, False)
             raw = x[:4] if x.shape[-1] == 3 else np.repeat(x[:4], 3, axis=-1)
-            return ds, np.asarray(labels), raw
+            return ds, (lambda: np.asarray(labels)), raw
         files = {"test": d.test, "val": d.val, "train": d.train}[self.eval_name]
-        ds, labels = self._files(files, False)
-        return ds, np.asarray(labels), _sample_raw(files)
+        ds, (paths, labels, guard) = self._files(files, False)
+        # Labels of the files the pipeline kept, in order, once `predict` has been through them.
+        self.eval_guard = guard
+        return ds, (lambda: np.asarray(guard.kept(paths, labels)[1])), raw_sample(paths)
+
+    def callbacks(self) -> list[Any]:
+        """Keras callbacks naming files skipped during an epoch (train and val pipelines)."""
+        return [g.callback() for g in self.guards]
 
     def all_paths(self) -> list[str]:
         d = self.data
@@ -259,7 +256,6 @@ class _Pipelines:
 
 def _fit_evaluate_export(cfg, data, run_dir, eval_name, resume, log, verbose) -> dict[str, Any]:
     from automl_app import evaluate, export
-    from automl_app.data import stages
     from automl_app.models import mobilenetv2
     from automl_app.tf_env import tf
     from automl_app.training import schedules  # noqa: F401  (registers WarmupDecay)
@@ -273,7 +269,7 @@ def _fit_evaluate_export(cfg, data, run_dir, eval_name, resume, log, verbose) ->
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     try:
         strategy, dist_name = _strategy(cfg, t)
-        pipes = _Pipelines(cfg, data, eval_name)
+        pipes = _Pipelines(cfg, data, eval_name, log)
         n_classes, n_train = pipes.n_classes, pipes.n_train
         train_ds, val_ds = pipes.train(), pipes.val()
         steps = math.ceil(n_train / cfg.batch_size)
@@ -308,6 +304,7 @@ def _fit_evaluate_export(cfg, data, run_dir, eval_name, resume, log, verbose) ->
                 log_dir=str(run_dir / "tensorboard"), write_graph=False, update_freq="epoch"
             ),
             _epoch_log(cfg.epochs, n_train, log),
+            *pipes.callbacks(),
         ]
         log(
             f"training {cfg.name} alpha={cfg.alpha} at {cfg.image_size}px on "
@@ -330,8 +327,10 @@ def _fit_evaluate_export(cfg, data, run_dir, eval_name, resume, log, verbose) ->
             else:
                 hist = {}
             fit_seconds = time.perf_counter() - fit_started
-            eval_ds, labels, raw_sample = pipes.eval()
-            probs = model.predict(eval_ds, verbose=0)
+            eval_ds, kept_labels, raw_sample = pipes.eval()
+            guard = getattr(pipes, "eval_guard", None)
+            probs = model.predict(eval_ds, verbose=0, callbacks=[guard.callback()] if guard else [])
+            labels = kept_labels()
         metrics = evaluate.write_classification_report(
             labels, probs, data.class_names, run_dir / "report"
         )
@@ -340,21 +339,9 @@ def _fit_evaluate_export(cfg, data, run_dir, eval_name, resume, log, verbose) ->
             f"(loss {metrics['loss']:.4f}, macro F1 {metrics['macro_f1']:.4f}) on "
             f"{metrics['examples']} images"
         )
-        spec = export.ServingSpec(
-            shape=(None, None, None, 3),
-            dtype="uint8",
-            preprocess=stages.serving_preprocess(cfg.image_size, cfg.scale),
-            description=(
-                f"uint8 images [N,H,W,3] of any size -> float32 probabilities [N,{n_classes}]; "
-                f"resize_with_pad to {cfg.image_size} and scaling {cfg.scale} inside"
-            ),
-            extra={
-                "image_size": cfg.image_size,
-                "scale": cfg.scale,
-                "resize": "resize_with_pad",
-                "channels": 3,
-            },
-        )
+        # Any-size uint8 images, resized with padding inside; `serve_fixed` (the training size)
+        # is what TFLite and ONNX convert.
+        spec = export.folder_image_spec(cfg.image_size, 3, cfg.scale)
         export_info = export.export_best(
             model,
             spec,

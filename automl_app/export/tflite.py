@@ -8,6 +8,7 @@ training images through `representative_dataset`; the raw uint8 input stays the 
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from automl_app.errors import AutomlError, UsageError
 from automl_app.export import check
+from automl_app.export.saved_model import FIXED_ENDPOINT
 from automl_app.tf_env import quiet_native_stderr, tf
 
 QUANTIZE = ("none", "float16", "int8")
@@ -62,7 +64,8 @@ def export_tflite(
     concrete = t.function(lambda images: fn(images)).get_concrete_function(
         t.TensorSpec([1, *shape], dtype, name="images")
     )
-    content, select_ops = _convert(concrete, loaded, quantize, calibration)
+    where = f"{saved_model_dir} {endpoint}"
+    content, select_ops = _convert(concrete, loaded, quantize, calibration, where)
 
     def verify(tmp: Path) -> dict[str, Any]:
         got = _run_interpreter(tmp, inputs, select_ops)
@@ -103,13 +106,17 @@ def _converter(concrete, loaded, quantize: str, calibration: np.ndarray | None):
     return conv
 
 
-def _convert(concrete, loaded, quantize: str, calibration) -> tuple[bytes, bool]:
-    """TFLite builtin ops only; else (an old export with a resize TFLite lacks) TF Select ops."""
+def _convert(concrete, loaded, quantize: str, calibration, where: str) -> tuple[bytes, bool]:
+    """TFLite builtin ops only; else TF Select ops (the interpreter then needs the Flex library).
+
+    An export without `serve_fixed` (made before it existed) resizes every input with an
+    antialiased resize, an op TFLite has neither as builtin nor as Select op: say to re-export.
+    """
     t = tf()
     with quiet_native_stderr():
         try:
             return _converter(concrete, loaded, quantize, calibration).convert(), False
-        except Exception as builtin_error:  # ConverterError: an op TFLite has no builtin for
+        except Exception:  # ConverterError: an op TFLite has no builtin for
             conv = _converter(concrete, loaded, quantize, calibration)
             conv.target_spec.supported_ops = [
                 t.lite.OpsSet.TFLITE_BUILTINS,
@@ -118,10 +125,15 @@ def _convert(concrete, loaded, quantize: str, calibration) -> tuple[bytes, bool]
             try:
                 return conv.convert(), True
             except Exception as error:
-                first = str(builtin_error).strip().splitlines()[0][:300]
+                ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither", str(error))))
+                hint = (
+                    f"; re-export the run to add the fixed-shape endpoint {FIXED_ENDPOINT}"
+                    if where.endswith(" serve") else ""
+                )  # fmt: skip
                 raise AutomlError(
-                    f"TFLite conversion failed ({type(error).__name__}; with builtin ops only: "
-                    f"{first})"
+                    f"TFLite cannot convert {where}: "
+                    + (f"ops TFLite lacks: {', '.join(ops)}" if ops else type(error).__name__)
+                    + hint
                 ) from error
 
 

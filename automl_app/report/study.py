@@ -8,76 +8,17 @@ spreads 1.0 evenly over the hyperparameters and the numbers look like a result w
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from automl_app.report.base import Skip
-from automl_app.report.trials import (
-    columns,
-    is_pruned,
-    kerastuner_trials,
-    load_trials,
-    objective,
-    trial_curves,
-)
+from automl_app.report.trials import kerastuner_trials, load_trials, objective, trial_curves
+from automl_app.runs.journal import frozen_trial, id_key, infer_distributions, norm_id
 
 MIN_COMPLETED_FOR_IMPORTANCE = 10
 MIN_VARIED_FOR_IMPORTANCE = 2
-
-
-def _distribution(cfg: Mapping[str, Any]):
-    """KerasTuner hyperparameter config → the Optuna distribution with the same range."""
-    from optuna.distributions import (
-        CategoricalDistribution,
-        FloatDistribution,
-        IntDistribution,
-    )
-
-    kind, c = cfg.get("class_name"), cfg.get("config", {})
-    log = c.get("sampling") == "log"
-    if kind == "Choice":
-        return CategoricalDistribution(list(c["values"]))
-    if kind == "Boolean":
-        return CategoricalDistribution([False, True])
-    if kind == "Int":
-        step = 1 if log or not c.get("step") else int(c["step"])
-        return IntDistribution(int(c["min_value"]), int(c["max_value"]), log=log, step=step)
-    if kind == "Float":
-        return FloatDistribution(float(c["min_value"]), float(c["max_value"]), log=log)
-    return None  # Fixed: not a parameter that varies
-
-
-def _distributions(
-    rows: Sequence[Mapping[str, Any]], states: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any]:
-    """Optuna distributions for every hyperparameter: KerasTuner's space, else the table's values."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-
-    dists: dict[str, Any] = {}
-    for state in states.values():
-        for cfg in (state.get("hyperparameters") or {}).get("space", []):
-            name = cfg.get("config", {}).get("name")
-            if name and name not in dists and not name.startswith("tuner/"):
-                d = _distribution(cfg)
-                if d is not None:
-                    dists[name] = d
-    for col in columns(rows):
-        name = col[3:]
-        if not col.startswith("hp_") or name in dists or name.startswith("tuner/"):
-            continue
-        values = [r[col] for r in rows if r.get(col) is not None]
-        if not values:
-            continue
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            lo, hi = float(min(values)), float(max(values))
-            if lo < hi:
-                dists[name] = FloatDistribution(lo, hi)
-        else:
-            dists[name] = CategoricalDistribution(sorted({str(v) for v in values}))
-    return dists
 
 
 def build_study(run_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]] | None = None):
@@ -87,81 +28,22 @@ def build_study(run_dir: str | os.PathLike, rows: Sequence[Mapping[str, Any]] | 
     `user_attrs['trial_id']` keeps KerasTuner's id.
     """
     import optuna
-    from optuna.trial import TrialState, create_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = load_trials(run_dir) if rows is None else rows
     name, direction = objective(run_dir)
     states = kerastuner_trials(run_dir)
-    dists = _distributions(rows, states)
+    dists = infer_distributions(rows, states)
     # trials.csv's "00" reads back as 0: match KerasTuner's ids whatever their padding
-    states = {_norm_id(k): v for k, v in states.items()}
-    curves = {_norm_id(k): v for k, v in trial_curves(run_dir, name).items()}
+    states = {norm_id(k): v for k, v in states.items()}
+    curves = {norm_id(k): v for k, v in trial_curves(run_dir, name).items()}
     study = optuna.create_study(direction="maximize" if direction == "max" else "minimize")
-    for row in sorted(rows, key=lambda r: _id_key(r.get("trial_id"))):
-        tid = _norm_id(row.get("trial_id"))
-        hp_values = (states.get(tid, {}).get("hyperparameters") or {}).get("values") or {
-            k[3:]: v for k, v in row.items() if k.startswith("hp_") and v is not None
-        }
-        params, used = {}, {}
-        for k, v in hp_values.items():
-            d = dists.get(k)
-            if d is None or v is None:
-                continue
-            v = _fit_to(d, v)
-            if v is not None:
-                params[k], used[k] = v, d
-        value = row.get("objective")
-        if is_pruned(row):
-            state = TrialState.PRUNED
-        elif row.get("status") == "completed" and isinstance(value, (int, float)):
-            state = TrialState.COMPLETE
-        elif row.get("status") in ("failed", "completed"):
-            state = TrialState.FAIL
-        else:
-            continue
-        if state == TrialState.COMPLETE and not math.isfinite(float(value)):
-            state = TrialState.FAIL
-        inter = {int(e): float(v) for e, v in curves.get(tid, []) if math.isfinite(float(v))}
-        study.add_trial(
-            create_trial(
-                state=state,
-                value=float(value) if state == TrialState.COMPLETE else None,
-                params=params,
-                distributions=used,
-                intermediate_values=inter,
-                user_attrs={"trial_id": tid},
-            )
-        )
+    for row in sorted(rows, key=lambda r: id_key(r.get("trial_id"))):
+        tid = norm_id(row.get("trial_id"))
+        trial = frozen_trial(row, dists, states.get(tid), curves.get(tid, []))
+        if trial is not None:
+            study.add_trial(trial)
     return study
-
-
-def _fit_to(dist, value: Any) -> Any:
-    """A table value in the form its Optuna distribution accepts (None when it does not fit)."""
-    from optuna.distributions import CategoricalDistribution
-
-    if isinstance(dist, CategoricalDistribution):
-        if value in dist.choices:
-            return value
-        as_str = {str(c): c for c in dist.choices}
-        return as_str.get(str(value))
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not dist.low <= v <= dist.high:
-        return None
-    return int(round(v)) if type(dist).__name__ == "IntDistribution" else v
-
-
-def _norm_id(tid: Any) -> str:
-    s = str(tid)
-    return str(int(s)) if s.isdigit() else s
-
-
-def _id_key(tid: Any) -> tuple:
-    s = str(tid)
-    return (0, int(s), s) if s.isdigit() else (1, 0, s)
 
 
 def completed(study) -> list:

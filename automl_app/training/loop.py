@@ -5,6 +5,7 @@ optimizer with its LR schedule, and the per-epoch checkpoint and log callbacks.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,21 +65,72 @@ def _epoch_checkpoint(ckpt_dir: Path):
     return EpochCheckpoint()
 
 
+def format_duration(seconds: float) -> str:
+    """42s, 3m05s, 1h02m: short enough for a progress line."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def live_bars(say: Callable[[str], None], stream: Any = None) -> bool:
+    """A live tqdm bar only on a terminal, not under --quiet (a `say` marked `quiet`) nor
+    --verbose (Keras prints its own progress then)."""
+    from automl_app.tf_env import is_verbose
+
+    stream = sys.stdout if stream is None else stream
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError):
+        tty = False
+    return tty and not getattr(say, "quiet", False) and not is_verbose()
+
+
 def _epoch_log(epochs: int, n_images: int, log: Callable[[str], None]):
-    """One line per epoch: metrics, learning rate, seconds and images/s."""
+    """One line per epoch: metrics, learning rate, seconds, images/s and the run's ETA; on a
+    terminal also a live bar over the epoch's batches with tqdm's own ETA."""
     import keras
 
+    live = live_bars(log)
+
     class EpochLog(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.times: list[float] = []
+            self.bar = None
+
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
+            steps = self.params.get("steps")
+            if live and steps:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
+                                leave=False, file=sys.stdout, dynamic_ncols=True)  # fmt: skip
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.bar is not None:
+                self.bar.update(1)
 
         def on_epoch_end(self, epoch, logs=None):
             secs = time.perf_counter() - self.t0
+            self.times.append(secs)
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
             shown = " ".join(f"{k} {float(v):.4f}" for k, v in (logs or {}).items())
             lr = float(self.model.optimizer.learning_rate)
+            eta = sum(self.times) / len(self.times) * max(epochs - epoch - 1, 0)
             log(
                 f"epoch {epoch + 1}/{epochs}: {shown} lr {lr:.4g} "
-                f"({secs:.1f} s, {n_images / max(secs, 1e-9):.0f} img/s)"
+                f"({secs:.1f} s, {n_images / max(secs, 1e-9):.0f} img/s) | "
+                f"ETA {format_duration(eta)}"
             )
+
+        def on_train_end(self, logs=None):
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
 
     return EpochLog()

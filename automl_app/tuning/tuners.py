@@ -26,6 +26,7 @@ from automl_app.runs.trials import FIRST_COLUMNS, load_rows, save_rows  # noqa: 
 from automl_app.tuning import TUNER_NAMES as TUNERS
 from automl_app.tuning import budget
 from automl_app.tuning.enqueue import attach_queue
+from automl_app.tuning.progress import SearchProgress, curve_of
 from automl_app.tuning.pruning import PruningCallback, PruningTunerMixin, pruned_epoch
 
 PROJECT = "tuner"  # RUN_DIR/tuner is KerasTuner's own project directory
@@ -123,9 +124,13 @@ class RecordingMixin:
         self._current: dict[str, Any] = {}
         self._rows = load_rows(self._run_dir)
         self.first_failure: str | None = None
+        self._progress = SearchProgress(on_line, total)
 
     def run_trial(self, trial, *args, **kwargs):
-        kwargs["callbacks"] = list(kwargs.get("callbacks", [])) + [TrialStats(self._current)]
+        kwargs["callbacks"] = list(kwargs.get("callbacks", [])) + [
+            TrialStats(self._current),
+            self._progress.callback(trial.trial_id, self._current, self.oracle.objective.name),
+        ]
         return super().run_trial(trial, *args, **kwargs)
 
     def on_trial_begin(self, trial):
@@ -184,6 +189,7 @@ class RecordingMixin:
             # first epoch vs the others: tracing/start-up overhead per trial (bench/trial_overhead)
             "first_epoch_s": round(epoch_s[0], 3) if epoch_s else None,
             "steady_epoch_s": round(statistics.median(epoch_s[1:]), 3) if n_epochs > 1 else None,
+            "curve": curve_of(self._current),  # per-epoch objective: the Optuna journal's
         }
         # Every metric at the trial's best step: the epoch whose checkpoint KerasTuner keeps.
         for name in ("loss", "accuracy", "val_loss", "val_accuracy", obj.name):
@@ -206,6 +212,9 @@ class RecordingMixin:
             line += f" | error: {error}"
         self._on_line(line)
         self._warn_if_slow(row, trial)
+        self._progress.between_trials(
+            self._rows, self.oracle.objective, getattr(self.oracle, "deadline", None)
+        )
 
     def _warn_if_slow(self, row: dict[str, Any], trial) -> None:
         """A batch size that makes epochs 4× slower than the median deserves a warning."""

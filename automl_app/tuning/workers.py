@@ -10,10 +10,15 @@ looks after them:
   and its id in `tuner_ids`, and the chief never stops. `launch` starts a replacement with the same
   tuner id; its first `create_trial(tuner_id)` returns that very trial, so KerasTuner re-runs it
   (its own resume path). Restarts per worker are bounded (`max_restarts`).
+* A worker that hangs (SIGSTOP), or another host's worker cut off or gone, stops heartbeating: the
+  chief declares it lost and retries its trial elsewhere (liveness.py); `launch` kills a lost local
+  worker and starts it again, and starts a local worker again when a trial waits and none is left.
+* Workers exit by themselves when their chief is gone (liveness.ChiefWatch), and every process
+  `launch` starts dies with it (PR_SET_PDEATHSIG, set before exec): no orphan holds the port.
 * KerasTuner's chief polls every 20 s for the end of the search once a worker got STOPPED;
   `search()` below serves the same `OracleServicer` with the same exit test, polling every 0.5 s.
 * A worker still starting when the chief has finished holds no trial (the chief ends only with no
-  ongoing trial); it is stopped instead of waiting on the gone chief for KerasTuner's 60 min.
+  ongoing trial); it is stopped instead of waiting on the gone chief.
 
 No TensorFlow or KerasTuner import at module level: the launcher runs in the CLI's process.
 """
@@ -25,6 +30,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_app.errors import UsageError
+from automl_app.tuning import liveness
 
 __all__ = [
     "CHIEF",
@@ -156,12 +164,33 @@ class LaunchResult:
     restarts: dict[str, int] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     stopped: list[str] = field(default_factory=list)  # idle workers stopped after the chief ended
+    events: list[dict[str, Any]] = field(default_factory=list)  # the chief's, this launch only
+    faults: list[dict[str, Any]] = field(default_factory=list)  # exits, losses and restarts
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         """The chief ended the search by itself (every trial ended) and nothing timed out."""
         return self.error is None and self.returncodes.get(CHIEF) == 0
+
+
+# Run as `python -c _DIE_WITH_PARENT PARENT_PID ARGV...`: the kernel kills the role when the
+# launcher dies, even by SIGKILL (set before exec, so it holds for any command; the parent-pid
+# check closes the window between fork and prctl).
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def die_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` wrapped so that the process is killed when this process dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
 
 
 class _Role:
@@ -199,7 +228,7 @@ class _Role:
             fh.flush()
             # A session of its own: Ctrl-C reaches only the launcher, which stops the group.
             self.proc = subprocess.Popen(
-                self.argv,
+                die_with_parent(self.argv),
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
@@ -215,13 +244,15 @@ class _Role:
         self.t1 = time.monotonic()
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM the role's process group, SIGKILL after `grace` seconds."""
+        """SIGTERM the role's process group (SIGCONT too: a stopped one must wake to die),
+        SIGKILL after `grace` seconds."""
         p = self.proc
         if p is None or p.poll() is not None:
             return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for sigs, wait in (((signal.SIGTERM, signal.SIGCONT), grace), ((signal.SIGKILL,), 5.0)):
             try:
-                os.killpg(p.pid, sig)
+                for sig in sigs:
+                    os.killpg(p.pid, sig)
             except (ProcessLookupError, PermissionError):
                 return
             try:
@@ -263,14 +294,17 @@ def launch(
     `argv_for_role(role)` is the command of a role (`"chief"` or worker index): every role runs
     the same search script, told apart only by the environment (`worker_env`) added to `env_base`
     (default: this process's environment). Output goes to RUN_DIR/workers/<tuner id>.log; `on_line`
-    gets only the launcher's own events (restarts, failures); `on_log_line(tuner_id, line)`, if
-    given, gets every new line of the logs as it appears (e.g. to echo the "trial …" lines). A worker that exits non-zero is
-    restarted with the same tuner id (at most `max_restarts` times) so its trial is re-run. The
-    chief binds `bind_host` (default `host`; use 0.0.0.0 for workers on other hosts).
+    gets only the launcher's own events (restarts, losses, failures); `on_log_line(tuner_id,
+    line)`, if given, gets every new line of the logs as it appears. A worker that exits non-zero,
+    or that the chief declares lost (RUN_DIR/workers/events.jsonl), is started again with the same
+    tuner id (at most `max_restarts` times) so its trial is re-run. The chief binds `bind_host`
+    (default `host`; use 0.0.0.0 for workers on other hosts).
 
     Returns a `LaunchResult`; `result.ok` is False (and `result.error` says why) after `timeout`
     seconds, when the chief fails, or when workers gave up while holding a trial. All children
-    are stopped before returning or re-raising (KeyboardInterrupt included).
+    are stopped before returning or re-raising (KeyboardInterrupt, and SIGTERM raised as one,
+    included); a SIGKILLed launcher takes them with it (`die_with_parent`). Call it from the
+    main thread: the children die with the thread that started them.
     """
     if n_workers < 1:
         raise UsageError(f"--workers must be >= 1. Received: {n_workers!r}")
@@ -279,7 +313,10 @@ def launch(
     gpus = detect_gpus() if gpus is None else list(gpus)
     log_dir = Path(run_dir) / "workers"
     log_dir.mkdir(parents=True, exist_ok=True)
+    events_path = log_dir / liveness.EVENTS
+    events_at = events_path.stat().st_size if events_path.exists() else 0
     base = dict(os.environ if env_base is None else env_base)
+    base["AUTOML_WORKERS_DIR"] = str(log_dir)
 
     roles: dict[str, _Role] = {}
     for role in [CHIEF, *range(n_workers)]:
@@ -294,6 +331,20 @@ def launch(
     chief_ended_at: float | None = None
     workers_ended_at: float | None = None
 
+    def again(w: _Role, why: str, fault: dict[str, Any]) -> None:
+        """Start `w` again if it has restarts left, else leave it finished; record the fault."""
+        w.stop(grace=0.5)
+        fault["restarted"] = w.attempts <= max_restarts
+        result.faults.append(fault)
+        if fault["restarted"]:
+            on_line(f"{why}; starting it again as {w.name}")
+            w.done = False
+            w.start()
+        else:
+            w.finish()
+            on_line(f"{why}; giving up on it ({max_restarts} restarts used)")
+
+    restore_sigterm = _sigterm_interrupts()
     try:
         for r in roles.values():
             r.start()
@@ -301,21 +352,38 @@ def launch(
             now = time.monotonic()
             for r in roles.values():
                 r.follow(on_log_line)
+            new, events_at = liveness.read_events(events_path, events_at)
+            result.events += new
+            for ev in new:
+                if ev.get("event") != "lost" or chief.done:
+                    continue
+                held = f"holding trial {ev['trial_id']}" if ev.get("trial_id") else "idle"
+                fault = {"event": "worker_lost", **{k: ev.get(k) for k in _LOST_FIELDS}}
+                lost = roles.get(str(ev.get("tuner_id")))
+                if lost is not None and lost is not chief:
+                    why = f"worker {lost.name} went silent for {ev.get('silent_s')} s ({held})"
+                    again(lost, why, fault)
+                elif ev.get("trial_id") and all(w.done for w in workers):
+                    spare = min(workers, key=lambda w: w.attempts)
+                    why = (
+                        f"worker {ev.get('tuner_id')} (not started here) went silent for "
+                        f"{ev.get('silent_s')} s ({held}) and no local worker is left; worker "
+                        f"{spare.name} runs it"
+                    )
+                    again(spare, why, fault)
+                else:
+                    result.faults.append({**fault, "restarted": False})
+                    on_line(f"worker {ev.get('tuner_id')} went silent for {ev.get('silent_s')} s "
+                            f"({held}); the chief hands its trial to the next worker")  # fmt: skip
             for w in workers:
                 rc = w.poll()
                 if w.done or rc is None:
                     continue
                 if rc == 0 or chief.done:
                     w.finish()
-                elif w.attempts <= max_restarts:
-                    on_line(
-                        f"worker {w.name} exited with {_describe_rc(rc)}; starting it again "
-                        f"as {w.name} to re-run its trial"
-                    )
-                    w.start()
                 else:
-                    w.finish()
-                    on_line(f"worker {w.name} exited with {_describe_rc(rc)}; giving up on it")
+                    why = f"worker {w.name} exited with {_describe_rc(rc)}"
+                    again(w, why, {"event": "worker_exit", "tuner_id": w.name, "why": why})
             rc = chief.poll()
             if rc is not None and not chief.done:
                 chief.finish()
@@ -334,23 +402,28 @@ def launch(
                         f" ({why})" if why else ""
                     )
                     break
-            elif chief_ended_at is not None and now - chief_ended_at > worker_grace:
-                for w in workers:
-                    if not w.done:
-                        w.stop()
-                        w.finish()
-                        result.stopped.append(w.name)
-                break
+            else:
+                workers_ended_at = None
+                if chief_ended_at is not None and now - chief_ended_at > worker_grace:
+                    for w in workers:
+                        if not w.done:
+                            w.stop()
+                            w.finish()
+                            result.stopped.append(w.name)
+                    break
             if deadline is not None and now > deadline:
                 result.error = f"the workers did not finish within {timeout:g} s"
                 break
             time.sleep(poll)
     finally:
+        restore_sigterm()
         for r in [*workers, chief]:  # workers first: the chief may still be serving them
             r.stop()
             if not r.done:
                 r.finish()
             r.follow(on_log_line)
+    new, _ = liveness.read_events(events_path, events_at)
+    result.events += new
     for name, r in roles.items():
         result.returncodes[name] = r.poll()
         result.durations[name] = round((r.t1 or time.monotonic()) - r.t0, 3)
@@ -358,6 +431,23 @@ def launch(
     if result.error:
         on_line(f"workers: {result.error} (logs in {log_dir})")
     return result
+
+
+_LOST_FIELDS = ("tuner_id", "trial_id", "silent_s", "t")
+
+
+def _sigterm_interrupts() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM raises KeyboardInterrupt (main thread
+    only), so a `kill` stops the children and leaves the run `interrupted` like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends us at once
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 def _describe_rc(rc: int) -> str:
@@ -369,11 +459,13 @@ def _describe_rc(rc: int) -> str:
     return f"exit code {rc}"
 
 
-def serve_oracle(oracle: Any, poll: float = 0.5) -> None:
-    """KerasTuner's `oracle_chief.start_server`, with a short poll and a server that stops.
+def serve_oracle(oracle: Any, poll: float = 0.5, timeouts: liveness.Timeouts | None = None) -> None:
+    """KerasTuner's `oracle_chief.start_server`, with a short poll, liveness and a server that stops.
 
-    Same servicer, same exit test (a worker got STOPPED, no ongoing trial, no tuner id left),
-    checked every `poll` s instead of every 20 s.
+    Same servicer (plus heartbeats and lost-worker detection, liveness.make_servicer), same exit
+    test (a worker got STOPPED, no ongoing trial, no tuner id left) and, besides, no trial waiting
+    in the retry queue; checked every `poll` s instead of every 20 s. Events go to
+    $AUTOML_WORKERS_DIR/events.jsonl (set by `launch`; else next to the tuner project).
     """
     from concurrent import futures
 
@@ -382,30 +474,48 @@ def serve_oracle(oracle: Any, poll: float = 0.5) -> None:
     from keras_tuner.src.distribute import oracle_chief
 
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    folder = os.environ.get("AUTOML_WORKERS_DIR") or Path(oracle._project_dir).parent / "workers"
+    events = liveness.EventLog(Path(folder) / liveness.EVENTS)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
+    servicer = liveness.make_servicer(oracle, events, timeouts)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
     if server.add_insecure_port(address) == 0:
         raise RuntimeError(f"the chief cannot listen on {address} (port in use?)")
     server.start()
+    events.write("serve", address=address, pid=os.getpid())
     try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+        while True:
+            servicer.reap()
+            if (
+                servicer.stop_triggered
+                and oracle_chief.exit_chief(oracle)
+                and not oracle._retry_queue
+            ):
+                break
             time.sleep(poll)
     finally:
         server.stop(grace=2).wait()
+    events.write("done", trials=len(oracle.trials))
 
 
 def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> None:
     """`tuner.search(...)` for every role of a distributed (or plain) search.
 
-    Workers and single-process runs call `tuner.search` unchanged. The chief saves the tuner and
-    serves the oracle like KerasTuner's own chief (`BaseTuner.search`), but returns within `poll`
-    seconds of the last trial's end instead of up to 20 s later.
+    Single-process runs call `tuner.search` unchanged. Workers call it with liveness on: a
+    heartbeat to the chief, our metadata on every call, bounded waits (liveness.py). The chief
+    saves the tuner and serves the oracle like KerasTuner's own chief (`BaseTuner.search`), but
+    returns within `poll` seconds of the last trial's end instead of up to 20 s later.
     """
     from keras_tuner.src.distribute import utils as dist_utils
 
     if not dist_utils.is_chief_oracle():
+        watch = None
+        if dist_utils.has_chief_oracle():
+            watch = liveness.watch_chief()
+            liveness.tag_client(tuner.oracle)
         tuner.search(*fit_args, **fit_kwargs)
+        if watch is not None:
+            watch.stop()
         return
     if "verbose" in fit_kwargs:
         tuner.oracle.verbose = fit_kwargs["verbose"]

@@ -134,13 +134,15 @@ def plan_text(cfg: SearchConfig) -> Plan:
     data_dir, csv, text_column, target = d.data_dir, d.csv, d.text_column, d.target
     task = core._check_choice("--task", cfg.autokeras.task, TEXT_TASKS)
     check_config(cfg)
+    table = None  # the CSV/Parquet path or the DataFrame to read
     if (data_dir is None) == (csv is None):
         raise UsageError("search text needs exactly one source: --data-dir DIR (DIR/<class>/*.txt) "
                          "or --csv FILE --text-column COL --target COL")  # fmt: skip
     if csv is not None:
         if not text_column or not target:
             raise UsageError("--csv needs --text-column COL (the texts) and --target COL (labels)")
-        _need_file(csv, "--csv")
+        cfg, table = _table(cfg, csv, "--csv")
+        csv = cfg.data.csv
     else:
         if text_column or target:
             raise UsageError("--text-column and --target go with --csv; a --data-dir text folder "
@@ -157,7 +159,8 @@ def plan_text(cfg: SearchConfig) -> Plan:
     def body(run: runs.Run, say: Say) -> dict[str, Any]:
         run_dir = run.dir
         if csv is not None:
-            data = text.load_text_csv(csv, text_column, target, task=task, max_samples=n_load,
+            _keep_frame(table, cfg)
+            data = text.load_text_csv(table, text_column, target, task=task, max_samples=n_load,
                                       seed=cfg.data.seed)  # fmt: skip
         else:
             data = text.load_text_folder(data_dir, max_samples=n_load, seed=cfg.data.seed)
@@ -167,6 +170,8 @@ def plan_text(cfg: SearchConfig) -> Plan:
         say(f"data: {data.source} ({'CSV' if csv is not None else 'text folder'}) "
             f"train={len(tr)} val={len(va)} test={len(te)} task={data.task}"
             + (f" classes={len(data.class_names)}" if data.class_names else ""))  # fmt: skip
+        for note in data.notes:
+            say(f"note: {note}")
         _record_data(run, {"train": (x[tr], y[tr]), "val": (x[va], y[va])},
                      source=data.source, kind="csv" if csv is not None else "text_folder",
                      text_column=text_column, target=target, task=data.task,
@@ -195,7 +200,7 @@ def plan_structured(cfg: SearchConfig) -> Plan:
     csv, target, column_types = cfg.data.csv, cfg.data.target, cfg.data.column_types
     task = core._check_choice("--task", cfg.autokeras.task, TEXT_TASKS)
     check_config(cfg)
-    if not csv:
+    if csv is None or isinstance(csv, str) and not csv:
         raise UsageError("search structured needs --csv FILE (and --target COL)")
     if not target:
         raise UsageError("search structured needs --target COL (the column to predict)")
@@ -203,24 +208,28 @@ def plan_structured(cfg: SearchConfig) -> Plan:
         if kind not in tabular.COLUMN_TYPES:
             raise UsageError(f"--column-type must be one of {', '.join(tabular.COLUMN_TYPES)}. "
                              f"Received: {col}={kind!r}")  # fmt: skip
-    _need_file(csv, "--csv")
-    header = csv_header(csv)
+    cfg, table = _table(cfg, csv, "--csv")
+    csv, where = cfg.data.csv, tabular.describe(table)
+    header = tabular.read_header(table)
     if target not in header:
-        raise DataError(f"column {target!r} is not in {csv}. Columns: {', '.join(header)}")
-    tabular.validate_column_types(column_types, [c for c in header if c != target], str(csv))
+        raise DataError(f"column {target!r} is not in {where}. Columns: {', '.join(header)}")
+    tabular.validate_column_types(column_types, [c for c in header if c != target], where)
     cfg = _with_run_dir(cfg, Path(csv).stem)
     n_load = _rows_to_load(cfg)
 
     def body(run: runs.Run, say: Say) -> dict[str, Any]:
         run_dir = run.dir
-        data = tabular.load_csv(csv, target, task=task, column_types=column_types,
-                                max_samples=n_load, seed=cfg.data.seed)  # fmt: skip
+        _keep_frame(table, cfg)
+        data = tabular.load_table(table, target, task=task, column_types=column_types,
+                                  max_samples=n_load, seed=cfg.data.seed)  # fmt: skip
         tr, va, te = holdout(data.y, data.task, seed=cfg.data.seed,
                              val_fraction=cfg.data.val_fraction, max_train=cfg.data.max_samples)  # fmt: skip
         x, y = data.x, data.y
         say(f"data: {data.source} (CSV) train={len(tr)} val={len(va)} test={len(te)} "
             f"task={data.task} columns={len(data.column_names)}"
             + (f" classes={len(data.class_names)}" if data.class_names else ""))  # fmt: skip
+        for note in data.notes:
+            say(f"note: {note}")
         _record_data(run, {"train": (x[tr], y[tr]), "val": (x[va], y[va])},
                      source=data.source, kind="csv", target=target, task=data.task,
                      column_types=data.column_types, class_names=data.class_names,
@@ -255,16 +264,21 @@ def plan_multi(cfg: SearchConfig) -> Plan:
     if not spec:
         raise UsageError("search multi needs --spec FILE")
     parsed = io.load_spec(spec)  # ConfigError naming the file and key
-    csv = csv if csv is not None else parsed.csv
-    if csv is None:
-        raise UsageError(f"search multi needs a CSV: pass --csv FILE or set 'csv:' in {spec}")
-    _need_file(csv, "--csv" if parsed.csv is None else f"the 'csv:' of {spec}")
+    if csv is not None:
+        cfg, table = _table(cfg, csv, "--csv")
+        csv = cfg.data.csv
+    else:
+        csv = table = parsed.csv
+        if csv is None:
+            raise UsageError(f"search multi needs a CSV: pass --csv FILE or set 'csv:' in {spec}")
+        _need_file(csv, f"the 'csv:' of {spec}")
     cfg = _with_run_dir(cfg, Path(spec).stem)
     n_load = _rows_to_load(cfg)
 
     def body(run: runs.Run, say: Say) -> dict[str, Any]:
         run_dir = run.dir
-        data = io.load_multi_csv(parsed, csv, max_samples=n_load, seed=cfg.data.seed)
+        _keep_frame(table, cfg)
+        data = io.load_multi_csv(parsed, table, max_samples=n_load, seed=cfg.data.seed)
         first_cls = next((h for h in parsed.heads if h.type == "classification"), None)
         strat = data.targets[first_cls.name] if first_cls else next(iter(data.targets.values()))
         tr, va, te = holdout(strat, "classification" if first_cls else "regression",
@@ -336,12 +350,26 @@ def _need_file(path: str | Path, flag: str) -> None:
         raise DataError(f"{flag} {str(path)!r} does not exist")
 
 
-def csv_header(path: str | Path) -> list[str]:
-    """The header row only: column names are checked before the run directory is written."""
-    import csv as csv_mod
+def _table(cfg: SearchConfig, csv: Any, flag: str) -> tuple[SearchConfig, Any]:
+    """The table a plan reads: a file (checked now), or a pandas DataFrame given as DataConfig.csv
+    (Python API). A frame is kept as RUN_DIR/data.parquet once the run is open (`_keep_frame`),
+    and the returned config names that file, so run.json stays JSON and --resume reads it."""
+    from automl_app.data import tabular
 
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        return next(csv_mod.reader(fh), [])
+    if not tabular.is_frame(csv):
+        _need_file(csv, flag)
+        return cfg, csv
+    cfg = _with_run_dir(cfg, "dataframe")
+    path = str(Path(cfg.run_dir) / tabular.FRAME_FILE)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, csv=path)), csv
+
+
+def _keep_frame(table: Any, cfg: SearchConfig) -> None:
+    """Write the Python API's DataFrame where run.json says the table is (kept on --resume)."""
+    from automl_app.data import tabular
+
+    if tabular.is_frame(table):
+        tabular.save_frame(table, cfg.data.csv)
 
 
 def _str(path: str | Path | None) -> str | None:

@@ -198,19 +198,22 @@ class MultiData:
 
 def load_multi_csv(
     spec: MultiSpec,
-    csv_path: str | Path | None = None,
+    csv_path: Any = None,
     *,
     max_samples: int | None = None,
     seed: int = 0,
 ) -> MultiData:
-    """Read the spec's columns from a CSV: image paths (relative to the CSV) become uint8 arrays."""
+    """Read the spec's columns from a table (a CSV or Parquet path, or a pandas DataFrame): image
+    paths (relative to the file's folder, or to the current directory for a DataFrame) become
+    uint8 arrays."""
     from automl_app.data import tabular
 
-    csv_path = csv_path or spec.csv
-    if not csv_path:
+    if csv_path is None:
+        csv_path = spec.csv
+    if csv_path is None:
         raise UsageError("search multi needs a CSV: pass --csv FILE or set 'csv:' in the spec")
-    table = tabular.read_csv(csv_path)
-    rows = tabular.subsample(len(table.rows), max_samples, seed)
+    table = tabular.open_table(csv_path, max_samples=max_samples)
+    rows = tabular.subsample(len(table), max_samples, seed)
     inputs: dict[str, np.ndarray] = {}
     ctypes: dict[str, dict[str, str]] = {}
     for s in spec.inputs:
@@ -218,18 +221,15 @@ def load_multi_csv(
             x, types = tabular.feature_matrix(table, s.columns, s.column_types, rows)
             inputs[s.name], ctypes[s.name] = x, types
         elif s.type == "text":
-            j = table.index(s.column)
-            inputs[s.name] = np.asarray([table.rows[i][j] for i in rows], dtype=str)
+            inputs[s.name] = table.column(s.column, rows).to_numpy(dtype=str)
         else:
-            j = table.index(s.column)
-            paths = [table.path.parent / table.rows[i][j] for i in rows]
+            paths = [table.base_dir / p for p in table.column(s.column, rows)]
             inputs[s.name] = _load_images(paths, s.size, s.channels)
     targets: dict[str, np.ndarray] = {}
     names: dict[str, list[str]] = {}
     for h in spec.heads:
-        j = table.index(h.column)
-        _, y, cn = tabular.encode_target([table.rows[i][j] for i in rows], h.type, h.column,
-                                         str(table.path))  # fmt: skip
+        _, y, cn = tabular.encode_target(table.column(h.column, rows), h.type, h.column,
+                                         table.source)  # fmt: skip
         targets[h.name] = y
         if cn:
             names[h.name] = cn

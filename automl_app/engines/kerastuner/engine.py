@@ -67,9 +67,9 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> dict[str, Any]
 
     keras.utils.set_random_seed(cfg.tuner.seed)
     if cfg.tuner.workers > 1 or cfg.tuner.oracle_bind not in ("127.0.0.1", "localhost"):
-        run_parallel(cfg, run_dir, say)
+        launched = run_parallel(cfg, run_dir, say)
         tuner, _ = make_search_tuner(cfg, space, data, run_dir, say, None, lr_find=False)
-        stop = parallel_stop_summary(tuner, cfg)
+        stop = parallel_stop_summary(tuner, cfg, launched)
     else:
         tuner, fit_args = make_search_tuner(cfg, space, data, run_dir, say, deadline)
         say(
@@ -136,10 +136,10 @@ def _evaluate_and_export(
     model, x_test, y_test, data, run_dir: Path, cfg: SearchConfig, best_trial
 ) -> dict[str, Any]:
     from automl_app import evaluate, export
-    from automl_app.data import source
+    from automl_app.export.runspec import serving_spec
 
     info = data.info
-    spec = source.serving_spec(data)
+    spec = serving_spec(data)
     probs = evaluate.probabilities(model, x_test, spec)
     metrics = evaluate.write_classification_report(
         y_test, probs, info.class_names, run_dir / "report"

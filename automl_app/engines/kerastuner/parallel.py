@@ -29,6 +29,11 @@ def worker(run_dir: str | Path, say: Say = print) -> None:
     from automl_app.tuning.tuners import run_search
 
     run_dir = Path(run_dir)
+    is_chief = "chief" in os.environ.get("KERASTUNER_TUNER_ID", "")
+    if not is_chief:  # heartbeat from now on: gives up on a chief that never comes, or goes
+        from automl_app.tuning import liveness
+
+        liveness.watch_chief()
     cfg = search_config_from_dict(runs.load_manifest(run_dir)["config"])
     set_verbose(cfg.verbose)
     from automl_app.data import source
@@ -40,7 +45,6 @@ def worker(run_dir: str | Path, say: Say = print) -> None:
 
     keras.utils.set_random_seed(cfg.tuner.seed)
     deadline = shared_deadline(cfg, runs.load_manifest(run_dir))
-    is_chief = "chief" in os.environ.get("KERASTUNER_TUNER_ID", "")
     tuner, fit_args = make_search_tuner(
         cfg, space, data, run_dir, say, deadline, lr_find=is_chief and cfg.tuner.lr_find
     )
@@ -55,11 +59,12 @@ def worker(run_dir: str | Path, say: Say = print) -> None:
     )
 
 
-def run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> None:
-    """Start a chief and N workers (KerasTuner's gRPC mode) and wait for them.
+def run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> dict[str, Any]:
+    """Start a chief and N workers (KerasTuner's gRPC mode), wait for them, and return what
+    happened to them for run.json (`parallel_stop_summary`).
 
-    The chief binds cfg.tuner.oracle_bind (127.0.0.1 by default; 0.0.0.0 lets `automl worker`
-    on other hosts join through a shared run directory).
+    The chief binds cfg.tuner.oracle_bind (127.0.0.1 by default; an address of this host, or
+    0.0.0.0, lets `automl worker` on other hosts join through a shared run directory).
     """
     import sys
 
@@ -107,10 +112,29 @@ def run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> None:
     )
     if not res.ok:
         raise SearchError(f"parallel search failed: {res.error} (logs in {run_dir / 'workers'})")
+    return launch_record(res)
 
 
-def parallel_stop_summary(tuner, cfg: SearchConfig) -> dict[str, Any]:
-    """Why a parallel search ended, read back from the reloaded oracle."""
+def launch_record(res) -> dict[str, Any]:
+    """run.json's record of a parallel search: who ran what, restarts and faults."""
+    from collections import Counter
+
+    assigned = Counter(e["trial_id"] for e in res.events if e.get("event") == "assign")
+    joined = {e["tuner_id"]: e.get("peer") for e in res.events if e.get("event") == "join"}
+    return {
+        "port": res.port,
+        "tuners": joined,
+        "restarts": {k: v for k, v in res.restarts.items() if v},
+        "faults": res.faults,
+        "reassigned_trials": sorted(t for t, n in assigned.items() if n > 1),
+    }
+
+
+def parallel_stop_summary(
+    tuner, cfg: SearchConfig, launched: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Why a parallel search ended, read back from the reloaded oracle, with `run_parallel`'s
+    record of the workers."""
     from automl_app.tuning import budget
 
     summary = budget.stop_summary(tuner.oracle)
@@ -119,6 +143,8 @@ def parallel_stop_summary(tuner, cfg: SearchConfig) -> dict[str, Any]:
     else:
         summary["stop_reason"] = "time_budget" if cfg.tuner.time_budget else "space_exhausted"
     summary["workers"] = cfg.tuner.workers
+    if launched is not None:
+        summary["parallel"] = launched
     return summary
 
 

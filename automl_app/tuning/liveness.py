@@ -1,0 +1,403 @@
+"""Liveness in a parallel search: workers heartbeat to the chief, and each side gives up on the
+other after a stated silence instead of waiting (KerasTuner waits 60 min per call, issue #990, and
+its chief waits forever for the trial of a dead worker, issues #915/#990).
+
+* Every worker call carries its tuner id and a per-process instance id as gRPC metadata, and a
+  thread of the worker (`ChiefWatch`) calls the chief every `heartbeat` seconds.
+* The chief (`make_servicer`) notes when it last heard from each instance. One silent for `worker`
+  seconds (SIGSTOP, a cut link, a frozen host) is declared lost: its trial goes back to KerasTuner's
+  retry queue, so the next worker that asks runs it, and the lost instance's later calls are
+  refused (it would otherwise report a trial another worker now runs).
+* A worker exits with one line when its chief has been unreachable for `chief` seconds
+  (`chief_start` before the first contact: the chief may still be loading data) or refused it.
+* The chief appends every assignment, end and loss to RUN_DIR/workers/events.jsonl (the launcher
+  reads it: restarts a lost local worker, records the faults in run.json).
+
+Knobs (seconds, environment, so every role of a search reads the same): AUTOML_HEARTBEAT_S (5),
+AUTOML_WORKER_TIMEOUT_S (60), AUTOML_CHIEF_TIMEOUT_S (60), AUTOML_CHIEF_START_TIMEOUT_S (600).
+grpc and KerasTuner are imported inside functions (the launcher imports this module too).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automl_app.errors import UsageError
+
+EVENTS = "events.jsonl"
+CHIEF_LOST_EXIT = 3  # a worker's exit code when it gave up on its chief
+_TUNER_KEY, _INSTANCE_KEY, _HEARTBEAT_KEY = "automl-tuner", "automl-instance", "automl-heartbeat"
+_INSTANCE = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """How long each side waits for the other, in seconds (module docstring)."""
+
+    heartbeat: float = 5.0
+    worker: float = 60.0
+    chief: float = 60.0
+    chief_start: float = 600.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Timeouts:
+        env = os.environ if env is None else env
+        values = {}
+        for name, var in (
+            ("heartbeat", "AUTOML_HEARTBEAT_S"),
+            ("worker", "AUTOML_WORKER_TIMEOUT_S"),
+            ("chief", "AUTOML_CHIEF_TIMEOUT_S"),
+            ("chief_start", "AUTOML_CHIEF_START_TIMEOUT_S"),
+        ):
+            raw = env.get(var)
+            if raw in (None, ""):
+                continue
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                values[name] = -1.0
+            if not values[name] > 0:
+                raise UsageError(f"{var} must be a number of seconds > 0. Received: {raw!r}")
+        return cls(**values)
+
+
+def instance_id() -> str:
+    """This process's identity in the chief's records: host:pid:random."""
+    return _INSTANCE
+
+
+def _metadata(tuner_id: str, heartbeat: bool = False) -> tuple[tuple[str, str], ...]:
+    md = ((_TUNER_KEY, tuner_id), (_INSTANCE_KEY, _INSTANCE))
+    return md + (((_HEARTBEAT_KEY, "1"),) if heartbeat else ())
+
+
+# ------------------------------------------------------------------------------ worker side
+
+
+def tag_client(oracle_client: Any, timeouts: Timeouts | None = None) -> None:
+    """Make a KerasTuner OracleClient send our metadata with every call, and bound its waits.
+
+    KerasTuner's own bound is 60 min per call; here a call waits at most a little longer than the
+    watch allows, so the watch (one clear line) always speaks first.
+    """
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_client as oc
+
+    t = timeouts or Timeouts.from_env()
+    oc.TIMEOUT = max(t.chief, t.chief_start) + 30
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    channel = grpc.intercept_channel(
+        channel_to(address), _AddMetadata(_metadata(oracle_client.tuner_id))
+    )
+    oracle_client.stub = protos.get_service_grpc().OracleStub(channel)
+
+
+def channel_to(address: str):
+    """An insecure gRPC channel that retries a lost connection every <= 2 s (gRPC's default
+    backoff grows to 120 s, which would hide a chief that is back, or just started)."""
+    import grpc
+
+    return grpc.insecure_channel(address, options=[("grpc.max_reconnect_backoff_ms", 2000)])
+
+
+def _details_class():
+    import grpc
+
+    fields = ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+
+    class _Details(collections.namedtuple("_Details", fields), grpc.ClientCallDetails):
+        pass
+
+    return _Details
+
+
+class _AddMetadata:
+    """A unary-unary client interceptor adding fixed metadata (grpc base class mixed in lazily)."""
+
+    def __new__(cls, pairs):
+        import grpc
+
+        class _Interceptor(grpc.UnaryUnaryClientInterceptor):
+            details = _details_class()
+
+            def intercept_unary_unary(self, continuation, call_details, request):
+                md = list(call_details.metadata or []) + list(pairs)
+                return continuation(
+                    self.details(
+                        call_details.method,
+                        call_details.timeout,
+                        md,
+                        call_details.credentials,
+                        call_details.wait_for_ready,
+                        call_details.compression,
+                    ),
+                    request,
+                )
+
+        return _Interceptor()
+
+
+class ChiefWatch:
+    """A daemon thread that heartbeats to the chief and ends this process when it is gone."""
+
+    def __init__(
+        self,
+        address: str,
+        tuner_id: str,
+        timeouts: Timeouts | None = None,
+        say: Callable[[str], None] | None = None,
+        exit: Callable[[int], Any] = os._exit,
+    ):
+        self.address, self.tuner_id = address, tuner_id
+        self.t = timeouts or Timeouts.from_env()
+        self.say = say or _say_stderr
+        self.exit = exit
+        self.contacted = False
+        self.reason: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="automl-chief-watch", daemon=True)
+
+    def start(self) -> ChiefWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        import grpc
+        from keras_tuner.src import protos
+
+        stub = protos.get_service_grpc().OracleStub(channel_to(self.address))
+        request = protos.get_service().GetSpaceRequest()
+        md = _metadata(self.tuner_id, heartbeat=True)
+        last_ok = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                stub.GetSpace(request, timeout=self.t.heartbeat, metadata=md, wait_for_ready=True)
+                last_ok, self.contacted = time.monotonic(), True
+            except grpc.RpcError as exc:
+                if self._stop.is_set():
+                    return
+                if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    return self._give_up(exc.details())
+                limit = self.t.chief if self.contacted else self.t.chief_start
+                silent = time.monotonic() - last_ok
+                if silent > limit:
+                    what = "lost the chief" if self.contacted else "never reached the chief"
+                    return self._give_up(
+                        f"{what} at {self.address} for {silent:.0f} s (limit {limit:g} s, "
+                        f"{exc.code().name}): it has ended, died or is cut off"
+                    )
+            self._stop.wait(self.t.heartbeat)
+
+    def _give_up(self, reason: str) -> None:
+        self.reason = reason
+        self.say(
+            f"Error: worker {self.tuner_id} stops: {reason}; its trial is handed out again "
+            "(by the chief, or by `automl search … --resume`)"
+        )
+        self.exit(CHIEF_LOST_EXIT)
+
+
+def _say_stderr(line: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+_watch: ChiefWatch | None = None
+
+
+def watch_chief(timeouts: Timeouts | None = None) -> ChiefWatch:
+    """Start this worker's ChiefWatch once (from KERASTUNER_* variables); return it."""
+    global _watch
+    if _watch is None:
+        address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+        _watch = ChiefWatch(address, os.environ["KERASTUNER_TUNER_ID"], timeouts).start()
+    return _watch
+
+
+# ------------------------------------------------------------------------------- chief side
+
+
+class EventLog:
+    """RUN_DIR/workers/events.jsonl: one JSON object per line, appended by the chief."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = None if path is None else Path(path)
+        self._lock = threading.Lock()
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        record = {"t": round(time.time(), 3), "event": event, **fields}
+        if self.path is not None:
+            with self._lock:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+        return record
+
+
+def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Complete events after byte `offset`, and the offset to read from next time."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+    except OSError:
+        return [], offset
+    end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next call
+    events = []
+    for raw in chunk[:end].splitlines():
+        try:
+            events.append(json.loads(raw))
+        except ValueError:
+            continue
+    return events, offset + end
+
+
+def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = None, say=print):
+    """KerasTuner's OracleServicer plus heartbeats, lost-worker detection and the event log.
+
+    Returns the servicer; call its `reap()` periodically (serve_oracle does, every poll).
+    """
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+    from keras_tuner.src.engine.oracle import synchronized
+
+    t = timeouts or Timeouts.from_env()
+    proto = protos.get_proto()
+
+    @synchronized
+    def requeue(oracle, tuner_id: str, trial_id: str | None) -> str | None:
+        """Take `tuner_id` out of the search; its ongoing trial (if still `trial_id`) is retried."""
+        oracle.tuner_ids.discard(tuner_id)
+        trial = oracle.ongoing_trials.get(tuner_id)
+        if trial is None or trial.trial_id != trial_id:
+            return None
+        oracle.ongoing_trials.pop(tuner_id)
+        oracle._retry_queue.append(trial.trial_id)
+        oracle.save()
+        return trial.trial_id
+
+    class Servicer(oracle_chief.OracleServicer):
+        def __init__(self):
+            super().__init__(oracle)
+            self.lock = threading.Lock()
+            self.last_seen: dict[str, float] = {}  # instance → monotonic time
+            self.holder: dict[str, str] = {}  # tuner id → its latest instance
+            self.lost: dict[str, str] = {}  # instance → why
+            self.faults: list[dict[str, Any]] = []
+
+        def _caller(self, context) -> tuple[str | None, str | None, bool]:
+            md = dict(context.invocation_metadata() or ())
+            inst, tid = md.get(_INSTANCE_KEY), md.get(_TUNER_KEY)
+            if inst is None:  # a plain KerasTuner client: served, not watched
+                return None, None, False
+            with self.lock:
+                if inst in self.lost:
+                    why = self.lost[inst]
+                else:
+                    why = None
+                    if inst not in self.last_seen:
+                        events.write("join", tuner_id=tid, instance=inst, peer=context.peer())
+                    self.last_seen[inst] = time.monotonic()
+                    self.holder[tid] = inst
+            if why is not None:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
+            return tid, inst, md.get(_HEARTBEAT_KEY) == "1"
+
+        def GetSpace(self, request, context):
+            if self._caller(context)[2]:  # a heartbeat: no oracle lock, no payload
+                return protos.get_service().GetSpaceResponse()
+            return super().GetSpace(request, context)
+
+        def UpdateSpace(self, request, context):
+            self._caller(context)
+            return super().UpdateSpace(request, context)
+
+        def CreateTrial(self, request, context):
+            tid, inst, _ = self._caller(context)
+            response = super().CreateTrial(request, context)
+            if response.trial.status == proto.TrialStatus.RUNNING:
+                events.write(
+                    "assign",
+                    trial_id=response.trial.trial_id,
+                    tuner_id=request.tuner_id,
+                    instance=inst,
+                    peer=context.peer(),
+                )
+            return response
+
+        def UpdateTrial(self, request, context):
+            self._caller(context)
+            return super().UpdateTrial(request, context)
+
+        def EndTrial(self, request, context):
+            tid, inst, _ = self._caller(context)
+            response = super().EndTrial(request, context)
+            status = proto.TrialStatus.Name(request.trial.status)
+            events.write(
+                "end", trial_id=request.trial.trial_id, status=status, tuner_id=tid, instance=inst
+            )
+            return response
+
+        def GetTrial(self, request, context):
+            self._caller(context)
+            return super().GetTrial(request, context)
+
+        def GetBestTrials(self, request, context):
+            self._caller(context)
+            return super().GetBestTrials(request, context)
+
+        def reap(self) -> list[dict[str, Any]]:
+            """Declare lost every watched tuner silent for `worker` s; requeue its trial."""
+            now = time.monotonic()
+            found = []
+            ongoing = {k: v.trial_id for k, v in list(oracle.ongoing_trials.items())}
+            for tid in set(ongoing) | set(oracle.tuner_ids):
+                with self.lock:
+                    inst = self.holder.get(tid)
+                    if inst is None or inst in self.lost:
+                        continue
+                    silent = now - self.last_seen[inst]
+                    if silent <= t.worker:
+                        continue
+                    self.lost[inst] = (
+                        f"the chief declared worker {tid} lost after {silent:.0f} s without a "
+                        f"heartbeat (limit {t.worker:g} s) and gave its trial to another worker"
+                    )
+                trial_id = requeue(oracle, tid, ongoing.get(tid))
+                record = events.write(
+                    "lost",
+                    tuner_id=tid,
+                    instance=inst,
+                    trial_id=trial_id,
+                    silent_s=round(silent, 1),
+                )
+                self.faults.append(record)
+                found.append(record)
+                say(
+                    f"chief: worker {tid} silent for {silent:.0f} s (limit {t.worker:g} s); "
+                    + (
+                        f"trial {trial_id} goes to the next worker"
+                        if trial_id
+                        else "it held no trial"
+                    )
+                )
+            return found
+
+    return Servicer()

@@ -34,7 +34,7 @@ class DataConfig:
     val_fraction: float = 0.1
     seed: int = 0
     # tables and text: a CSV or Parquet file, or (Python API) a pandas DataFrame, which the run
-    # keeps as RUN_DIR/data.parquet and run.json names (data/tabular.py save_frame)
+    # keeps as RUN_DIR/data.parquet and run.json names (data/tables.py save_frame)
     csv: str | os.PathLike[str] | pd.DataFrame | None = None
     target: str | None = None
     text_column: str | None = None
@@ -70,6 +70,7 @@ class TunerConfig:
     workers: int = 1
     oracle_bind: str = "127.0.0.1"  # 0.0.0.0 lets workers on other hosts join
     oracle_port: int | None = None
+    defaults_first: bool = True  # the space's (or hypermodel's) defaults are the first trial
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class SearchConfig:
     mlflow: str | None = None  # tracking URI (file:, sqlite:, http:)
     engine: str = "kerastuner"  # kerastuner or autokeras
     autokeras: AutoKerasConfig = field(default_factory=AutoKerasConfig)
+    fail_below: float | None = None  # exit 1 when the test accuracy is below this (scripts, CI)
 
     def resolved_run_dir(self) -> Path:
         """--run-dir, or runs/<data>-<engine>-<timestamp>."""
@@ -136,6 +138,7 @@ class TrainConfig:
     scan_cache: str | None = None
     engine: str = "scratch"
     task: str = "image"
+    fail_below: float | None = None  # exit 1 when the test accuracy is below this (scripts, CI)
 
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir) if self.run_dir else default_run_dir(self.data, self.engine)
@@ -194,8 +197,6 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
             "--prune works with random, grid, bayesian and tpe; Hyperband prunes by "
             f"itself. Received: --tuner hyperband --prune {t.prune}"
         )
-    if (t.enqueue or t.lr_find) and t.tuner == "hyperband":
-        raise UsageError("--enqueue and --lr-find need a tuner other than hyperband")
     if t.tpe_startup is not None and t.tpe_startup < 0:
         raise UsageError(f"--tpe-startup must be >= 0. Received: {t.tpe_startup}")
     if t.tpe_startup is not None and t.tuner != "tpe":

@@ -26,6 +26,32 @@ def classification_metrics(y_true: np.ndarray, y_prob: np.ndarray) -> dict[str, 
     }
 
 
+def chance_check(accuracy: float, y_reference: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """Whether `accuracy`, measured on the examples labelled `y_reference`, is within noise of
+    guessing: the better of 1/num_classes and always answering the majority class.
+
+    "Within noise" is at most two binomial standard errors above that rate (about a 95% one-sided
+    band), the shape report/chance.py reads from run.json's `chance`.
+    """
+    y = np.asarray(y_reference).astype(int).reshape(-1)
+    n = max(len(y), 1)
+    k = max(int(num_classes), 2)
+    majority = float(np.bincount(y, minlength=k).max() / n) if len(y) else 0.0
+    uniform = 1.0 / k
+    rate, basis = (uniform, f"1/{k} classes")
+    if majority > uniform:
+        rate, basis = majority, "majority class"
+    margin = 2.0 * float(np.sqrt(rate * (1.0 - rate) / n))
+    return {
+        "rate": round(rate, 6),
+        "basis": basis,
+        "val_accuracy": round(float(accuracy), 6),
+        "examples": int(len(y)),
+        "margin": round(margin, 6),
+        "within_noise": bool(float(accuracy) <= rate + margin),
+    }
+
+
 def write_classification_report(
     y_true: np.ndarray,
     y_prob: np.ndarray,

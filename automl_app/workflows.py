@@ -80,7 +80,29 @@ def run_plan(plan: Plan, say: Say = print) -> dict[str, Any]:
         for line in summary_lines(manifest, run.dir):
             out(line)
     out(f"report: {run.dir / 'report'}; wall time {manifest['wall_seconds']:.1f}s")
+    _check_fail_below(manifest, getattr(cfg, "fail_below", None), run.dir)
     return manifest
+
+
+def _check_fail_below(manifest: dict[str, Any], threshold: float | None, run_dir: Path) -> None:
+    """`--fail-below SCORE`: a finished run whose test accuracy is lower exits 1 (scripts, CI)."""
+    if threshold is None:
+        return
+    from automl_app.errors import SearchError
+
+    accuracy = (manifest.get("test") or {}).get("accuracy")
+    if not isinstance(accuracy, (int, float)):
+        raise SearchError(
+            f"--fail-below {threshold:g}: the run has no test accuracy to compare "
+            f"(run.json `test` is {manifest.get('test')!r})"
+        )
+    if accuracy < threshold:
+        chance = manifest.get("chance") or {}
+        note = " (within noise of chance)" if chance.get("within_noise") else ""
+        raise SearchError(
+            f"test accuracy {accuracy:.4f} is below --fail-below {threshold:g}{note}; the run is "
+            f"in {run_dir}"
+        )
 
 
 def quiet_say(say: Say) -> Say:

@@ -131,7 +131,8 @@ def test_minimised_objective_and_a_run_without_kerastuner(tmp_path):
     study = load(run)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     (trial,) = study.trials
-    assert trial.params == {"optimizer": "sgd", "batch_size": 64.0}  # a one-point range is kept
+    assert trial.params == {"optimizer": "sgd", "batch_size": 64}  # a one-point range is kept
+    assert type(trial.distributions["batch_size"]).__name__ == "IntDistribution"
 
 
 def get_json(url: str):

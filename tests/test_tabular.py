@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from automl_app.data import tabular
+from automl_app.data import tables, tabular
 from automl_app.errors import DataError, UsageError
 
 
@@ -83,10 +83,10 @@ def test_file_errors_name_the_file_and_column(tmp_path):
     ragged = tmp_path / "r.csv"
     ragged.write_text("p,q\n1,2\n3,4,5\n")
     with pytest.raises(DataError, match="line 3: 3 cells but the header has 2"):
-        tabular.read_table(ragged)
+        tables.read_table(ragged)
     short = tmp_path / "s.csv"  # a short row is read as pandas reads it: the rest is missing
     short.write_text("p,q\n1,2\n3\n")
-    assert tabular.read_table(short)["q"].tolist() == ["2", ""]
+    assert tables.read_table(short)["q"].tolist() == ["2", ""]
 
 
 def test_memory_estimate_stops_with_bytes_and_max_samples(tmp_path):

@@ -128,7 +128,7 @@ def trained(tmp_path_factory):
 def test_one_epoch_run_writes_the_run_directory(trained):
     run = trained["run"]
     manifest = json.loads((run / "run.json").read_text())
-    assert manifest["status"] == "completed" and manifest["scale"] == "-1_1"
+    assert manifest["status"] == "completed" and manifest["data"]["scale"] == "-1_1"
     assert manifest["recipe"]["image_size"] == 32 and manifest["recipe"]["epochs"] == 1
     assert manifest["schema_version"] == runs.SCHEMA_VERSION and "test" in manifest
     blacklisted = manifest["data"]["folder"]["blacklisted"]

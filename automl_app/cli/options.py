@@ -152,6 +152,14 @@ quiet = click.option(
     is_flag=True,
     help="Print only the summary: no per-epoch, per-trial or between-trials progress.",
 )
+fail_below = click.option(
+    "--fail-below",
+    metavar="SCORE",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Exit 1 when the exported model's test accuracy is below SCORE (scripts, CI); the run "
+    "is still written.",
+)
 run_dir_argument = click.argument("run_dir", type=click.Path(file_okay=False, path_type=str))
 
 
@@ -160,7 +168,7 @@ run_dir_argument = click.argument("run_dir", type=click.Path(file_okay=False, pa
 image_data_options = group(dataset, data_dir, image_size, max_samples, val_fraction, seed)
 table_data_options = group(max_samples, val_fraction, seed)
 budget_options = group(max_trials, epochs, time_budget)
-run_options = group(run_dir, overwrite, resume, mlflow, verbose, quiet)
+run_options = group(run_dir, overwrite, resume, mlflow, fail_below, verbose, quiet)
 autokeras_options = group(autokeras_tuner, block, task)
 
 
@@ -221,6 +229,14 @@ def kerastuner_options(fn: Callable) -> Callable:
                 multiple=True,
                 metavar="JSON|FILE",
                 help="Configuration to run first, e.g. '{\"learning_rate\": 0.003}' (repeatable).",
+            ),
+            click.option(
+                "--no-defaults-first",
+                "defaults_first",
+                flag_value=False,
+                default=True,
+                help="Do not run the space's (or hypermodel's) default configuration as the "
+                "first trial.",
             ),
             click.option(
                 "--lr-find",

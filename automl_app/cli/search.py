@@ -89,6 +89,7 @@ def build_config(kind: str, opts: dict[str, Any]) -> Any:
         quiet=opts.get("quiet", False),
         task=kind,
         mlflow=opts.get("mlflow"),
+        fail_below=opts.get("fail_below"),
         engine=engine,
         autokeras=AutoKerasConfig(
             block=opts.get("block") or "auto", task=opts.get("task") or "auto"
@@ -99,7 +100,7 @@ def build_config(kind: str, opts: dict[str, Any]) -> Any:
 _KT_FIELDS = {
     "space", "hypermodel", "sets", "objective", "direction", "prune", "tpe_startup", "min_epochs",
     "enqueue", "lr_find", "max_failures", "keep_checkpoints", "min_batch_size",
-    "executions_per_trial", "workers", "oracle_bind", "oracle_port",
+    "executions_per_trial", "workers", "oracle_bind", "oracle_port", "defaults_first",
 }  # fmt: skip
 
 

@@ -149,6 +149,7 @@ def build_train_config(model: str, opts: dict[str, Any]) -> Any:
         verbose=opts.get("verbose", False),
         quiet=opts.get("quiet", False),
         mlflow=opts.get("mlflow"),
+        fail_below=opts.get("fail_below"),
         scan_cache=opts.get("scan_cache"),
     )
     # The run directory is fixed now, so the closing line and --resume name the same one.

@@ -1,7 +1,7 @@
 """Text data → numpy string arrays for AutoKeras's TextClassifier/TextRegressor.
 
 Two sources: a folder `DIR/<class>/*.txt` (one example per file, the folder name is the label) and
-a table (CSV, Parquet or a pandas DataFrame, read by data/tabular.py) with a text column and a
+a table (CSV, Parquet or a pandas DataFrame, read by data/tables.py) with a text column and a
 target column. AutoKeras wants a numpy unicode array (not object), which costs 4 bytes per
 character of the *longest* text for every example, so the memory estimate uses the largest file
 before anything is read.
@@ -99,7 +99,7 @@ def load_text_csv(
     table.index(text_column)
     table.index(target)
     rows = tabular.subsample(len(table), max_samples, seed)
-    texts = table.column(text_column, rows).to_numpy(dtype=str)
+    texts = table.text(text_column, rows)
     task, y, names = tabular.encode_target(table.column(target, rows), task, target, table.source)
     return TextData(
         texts=texts, y=y, task=task, class_names=names, source=table.source, notes=table.notes

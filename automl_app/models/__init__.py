@@ -12,6 +12,8 @@ COMMON: dict[str, Any] = {
     "learning_rate": 1e-3,
     "momentum": 0.0,
     "batch_size": 64,
+    "lr_schedule": "constant",  # or cosine: decays to 0 over the trial's (or the refit's) epochs
+    "label_smoothing": 0.0,
 }
 KNOWN: dict[str, dict[str, Any]] = {
     "fcn": {
@@ -31,6 +33,9 @@ KNOWN: dict[str, dict[str, Any]] = {
         "pooling": "max",
         "dropout_rate": 0.0,
         "dense_units": 128,
+        "block": "plain",  # or residual
+        "augment_shift": 0.0,  # random translation, as a fraction of height and width
+        "augment_flip": False,  # random horizontal flips
     },
 }
 

@@ -2,7 +2,10 @@
 
 Data arrives once per search as unbatched tf.data datasets of raw uint8 images (decoded and cached
 once); fit() batches them per trial with the trial's `batch_size`, scales to [0,1] on the batch and
-prefetches, so no trial decodes data again.
+prefetches, so no trial decodes data again. fit() also applies the trial's learning-rate schedule
+(`lr_schedule: cosine` decays to 0 over the epochs this fit() runs, so a refit for more epochs
+gets the same schedule stretched) and asks the search's `trial_guard`, when one is set, how many
+epochs the time left allows.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import keras
 import keras_tuner as kt
 
 from automl_app.errors import UsageError
@@ -21,6 +25,7 @@ from automl_app.models.optimizers import make_optimizer
 from automl_app.spaces import Space
 
 VAL_BATCH = 1024
+SCHEDULES = ("constant", "cosine")
 
 
 def _builder(name: str):
@@ -42,8 +47,82 @@ def batches(ds, batch_size: int, *, shuffle: bool, seed: int | None, scale: floa
     return ds.prefetch(t.data.AUTOTUNE)
 
 
+def make_loss(label_smoothing: float = 0.0) -> Any:
+    """Cross-entropy on integer labels, with label smoothing when asked."""
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+    return SparseSmoothedCrossentropy(float(label_smoothing))
+
+
+@keras.saving.register_keras_serializable(package="automl")
+class SparseSmoothedCrossentropy(keras.losses.Loss):
+    """Categorical cross-entropy with label smoothing, taking integer labels.
+
+    Keras's SparseCategoricalCrossentropy has no label smoothing; the search's data and every
+    command reading a run keep integer labels, so the one-hot happens here.
+    """
+
+    def __init__(self, label_smoothing: float = 0.1, name: str = "smoothed_crossentropy", **kw):
+        super().__init__(name=name, **kw)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        from keras import ops
+
+        k = ops.shape(y_pred)[-1]
+        labels = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), k)
+        return keras.losses.categorical_crossentropy(
+            labels, y_pred, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def portable(model: Any) -> Any:
+    """The model recompiled with stock Keras objects only (plain sparse cross-entropy, no
+    schedule), so `model.keras` loads anywhere without this package."""
+    if isinstance(getattr(model, "loss", None), SparseSmoothedCrossentropy):
+        model.compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
+    return model
+
+
+def apply_schedule(model: Any, name: str, total_steps: int) -> None:
+    """Give the compiled model's optimizer the named learning-rate schedule over `total_steps`."""
+    if name not in SCHEDULES:
+        raise ValueError(
+            f"`lr_schedule` must be one of {', '.join(SCHEDULES)}. Received: lr_schedule={name!r}"
+        )
+    opt = getattr(model, "optimizer", None)
+    if name == "constant" or opt is None:
+        return
+    lr = opt.learning_rate
+    base = float(lr.initial_learning_rate if hasattr(lr, "initial_learning_rate") else lr)
+    opt.learning_rate = keras.optimizers.schedules.CosineDecay(base, max(1, int(total_steps)))
+
+
+def _steps(n: int, batch_size: int) -> int:
+    return max(1, -(-int(n) // int(batch_size)))
+
+
+def _guarded_epochs(guard: Any, model, hp, n_train: int, n_val: int, kwargs: dict) -> None:
+    """Let the search's trial guard shrink (or refuse) this fit; add its timing callback."""
+    if guard is None:
+        return
+    epochs = int(kwargs.get("epochs", 1))
+    start = int(kwargs.get("initial_epoch", 0))
+    kwargs["epochs"] = start + guard.plan(model, hp.values, n_train, n_val, epochs - start)
+    kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), guard.callback(model)]
+
+
 class SpaceHyperModel(kt.HyperModel):
-    """Builds a models/<name>.py network from a validated Space; fit() reads batch_size."""
+    """Builds a models/<name>.py network from a validated Space; fit() reads batch_size.
+
+    `trial_guard` (set by the search, duck-typed: `plan(model, values, n_train, n_val, epochs)`
+    → epochs and `callback(model)`) decides how many epochs fit the time left.
+    """
 
     def __init__(
         self, space: Space, input_shape: tuple[int, ...], num_classes: int, seed: int | None = None
@@ -53,6 +132,7 @@ class SpaceHyperModel(kt.HyperModel):
         self.input_shape = tuple(input_shape)
         self.num_classes = int(num_classes)
         self.seed = seed
+        self.trial_guard: Any = None
 
     def values(self, hp) -> dict[str, Any]:
         """The model family's defaults overlaid with this trial's active values."""
@@ -63,13 +143,20 @@ class SpaceHyperModel(kt.HyperModel):
         model = _builder(self.space.model)(v, self.input_shape, self.num_classes)
         model.compile(
             optimizer=make_optimizer(v["optimizer"], v["learning_rate"], v.get("momentum", 0.0)),
-            loss="sparse_categorical_crossentropy",
+            loss=make_loss(v.get("label_smoothing", 0.0)),
             metrics=["accuracy"],
         )
         return model
 
     def fit(self, hp, model, x, validation_data=None, **kwargs):
-        bs = int(hp.values.get("batch_size", KNOWN[self.space.model]["batch_size"]))
+        defaults = KNOWN[self.space.model]
+        bs = int(hp.values.get("batch_size", defaults["batch_size"]))
+        n_train = int(x.cardinality())
+        n_val = int(validation_data.cardinality()) if validation_data is not None else 0
+        _guarded_epochs(self.trial_guard, model, hp, n_train, n_val, kwargs)
+        runs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
+        schedule = hp.values.get("lr_schedule", defaults["lr_schedule"])
+        apply_schedule(model, schedule, _steps(n_train, bs) * max(runs, 1))
         train = batches(x, bs, shuffle=True, seed=self.seed)
         val = None
         if validation_data is not None:
@@ -88,6 +175,7 @@ class UserHyperModel(kt.HyperModel):
         super().__init__(name=getattr(inner, "name", None) or "user")
         self.inner = inner
         self.num_classes = num_classes
+        self.trial_guard: Any = None
 
     def build(self, hp):
         if isinstance(self.inner, kt.HyperModel):
@@ -104,6 +192,8 @@ class UserHyperModel(kt.HyperModel):
         return y
 
     def fit(self, hp, model, x, y=None, validation_data=None, **kwargs):
+        n_val = len(validation_data[0]) if validation_data is not None else 0
+        _guarded_epochs(self.trial_guard, model, hp, len(x), n_val, kwargs)
         y = self._maybe_one_hot(model, y)
         if validation_data is not None:
             vx, vy = validation_data

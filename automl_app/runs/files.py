@@ -1,37 +1,86 @@
 """Atomic files: every record of a run is written to a temporary name and renamed into place.
 
 A crash or a full disk never leaves a half-written record: readers see the old file or the new
-one. On a write error the temporary file is removed and the old file stays as it was.
+one. On a write error the temporary file is removed and the old file stays as it was; a full disk
+is one DiskFullError line that says so. `read_csv` refuses a damaged trial table with one line, or
+rebuilds it from trials.jsonl (its source) when that is intact.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from automl_app.errors import DataError
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write text to `path` via a temp file + rename (readers see old or new, never half)."""
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(DataError, OSError):
+    """No space (or quota) left while writing a record; the previous file is untouched."""
+
+
+def disk_full(path: str | os.PathLike, exc: OSError, existed: bool = True) -> DiskFullError:
+    """The one-line error for `exc` (ENOSPC/EDQUOT) while writing `path`."""
+    kept = "the previous file is intact" if existed else "nothing was written"
+    return DiskFullError(
+        f"disk full writing {path}: {exc.strerror or exc}; {kept}. Free some space on that disk "
+        "and run the command again"
+    )
+
+
+def previous_copy(path: str | os.PathLike) -> Path:
+    """Where `atomic_write_text(..., keep_previous=True)` keeps the version it replaced."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.prev")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, keep_previous: bool = False) -> Path:
+    """Write text to `path` via a temp file + rename (readers see old or new, never half).
+
+    With keep_previous the replaced version stays as `previous_copy(path)` (a hard link, no copy),
+    so a file damaged later by hand can be restored. A full disk raises DiskFullError.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    existed = path.exists()
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        if keep_previous and existed:
+            _link_previous(path)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            raise disk_full(path, exc, existed) from None
         raise
     return path
+
+
+def _link_previous(path: Path) -> None:
+    prev = previous_copy(path)
+    link = prev.with_name(f"{prev.name}.{os.getpid()}")
+    try:
+        link.unlink(missing_ok=True)
+        os.link(path, link)
+        os.replace(link, prev)
+    except OSError:  # no hard links here (some network file systems): no previous copy
+        link.unlink(missing_ok=True)
 
 
 def atomic_save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
@@ -44,15 +93,20 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any)
     try:
         fig.savefig(tmp, dpi=100, **savefig_kwargs)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno in _FULL:
+            raise disk_full(path, exc, path.exists()) from None
+        raise
     finally:
         plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path
 
 
-def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
-    """JSON flavour of atomic_write_text (sorted keys, numpy scalars converted)."""
-    return atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+def atomic_write_json(path: str | os.PathLike, data: Any, *, keep_previous: bool = False) -> Path:
+    """JSON flavour of atomic_write_text (numpy scalars converted)."""
+    text = json.dumps(data, indent=2, default=_json_default) + "\n"
+    return atomic_write_text(path, text, keep_previous=keep_previous)
 
 
 def _json_default(obj: Any) -> Any:
@@ -79,6 +133,11 @@ def atomic_replace_dir(tmp_dir: str | os.PathLike, final_dir: str | os.PathLike)
 
 def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], first: list[str]) -> Path:
     """Write rows as CSV atomically; `first` columns lead, the others follow sorted."""
+    return atomic_write_text(path, csv_text(rows, first))
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], first: list[str]) -> str:
+    """The CSV `write_csv` writes, as a string."""
     rows = list(rows)
     extra = sorted({k for r in rows for k in r} - set(first))
     cols = first + extra
@@ -87,7 +146,7 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], first:
     writer.writeheader()
     for r in rows:
         writer.writerow({k: _csv_cell(r.get(k)) for k in cols})
-    return atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def _csv_cell(v: Any) -> Any:
@@ -99,6 +158,62 @@ def _csv_cell(v: Any) -> Any:
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Read a trials.csv back (values stay strings; callers convert what they need)."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    """Read a trials.csv back (values stay strings; callers convert what they need).
+
+    A damaged table (not text, empty, a row with more or fewer fields than the header, a cut last
+    line) is rebuilt from the trials.jsonl next to it when that one is intact, with a warning
+    line on stderr; otherwise a DataError names the file, the damage and the way out.
+    """
+    path = Path(path)
+    try:
+        rows, problem = _parse_csv(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        rows, problem = [], f"not UTF-8 text (byte {exc.start})"
+    if problem is None:
+        return rows
+    source = path.with_name("trials.jsonl")
+    if path.name == "trials.csv" and source.is_file():
+        from automl_app.runs.trials import FIRST_COLUMNS, load_rows, trial_key
+
+        try:
+            by_id = load_rows(path.parent)
+        except DataError as exc:
+            raise DataError(f"{path} is damaged ({problem}) and so is its source: {exc}") from None
+        text = csv_text([by_id[k] for k in sorted(by_id, key=trial_key)], FIRST_COLUMNS)
+        try:
+            atomic_write_text(path, text)
+            done = f"rewrote it from {source.name}"
+        except OSError as exc:
+            done = f"read {source.name} instead (could not rewrite it: {exc})"
+        sys.stderr.write(f"warning: {path} was damaged ({problem}); {done}\n")
+        return _parse_csv(text)[0]
+    raise DataError(
+        f"{path} is damaged ({problem}); restore it from a backup (no trials.jsonl next to it "
+        "to rebuild it from)"
+    )
+
+
+def _parse_csv(text: str) -> tuple[list[dict[str, str]], str | None]:
+    """Rows of a CSV text, and what is wrong with it (None when nothing is)."""
+    if not text.strip():
+        return [], "empty: truncated?"
+    try:
+        records = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        return [], f"not a CSV table ({exc})"
+    header = records[0]
+    if "trial_id" not in header:
+        return [], f"its header has no trial_id column (it reads {','.join(header)[:60]!r})"
+    rows = []
+    for n, fields in enumerate(records[1:], 1):
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            return [], (
+                f"row {n} has {len(fields)} fields, the header {len(header)}: truncated or "
+                "hand-edited?"
+            )
+        rows.append(dict(zip(header, fields, strict=True)))
+    if not text.endswith("\n"):
+        return [], f"row {len(records) - 1} is cut short (no end of line): truncated?"
+    return rows, None

@@ -88,6 +88,18 @@ def live_bars(say: Callable[[str], None], stream: Any = None) -> bool:
     return tty and not getattr(say, "quiet", False) and not is_verbose()
 
 
+def progress_bar(total: int, desc: str, unit: str, stream: Any = None):
+    """A live tqdm bar that erases itself when closed, as wide as the terminal (100 columns when
+    the terminal does not say, as under `script` or some CI pseudo-terminals)."""
+    import shutil
+
+    from tqdm import tqdm
+
+    size = shutil.get_terminal_size((100, 24))  # tqdm hides every bar on a 0-row terminal
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, ncols=size.columns or 100,
+                nrows=size.lines or 24, file=sys.stdout if stream is None else stream)  # fmt: skip
+
+
 def _epoch_log(epochs: int, n_images: int, log: Callable[[str], None]):
     """One line per epoch: metrics, learning rate, seconds, images/s and the run's ETA; on a
     terminal also a live bar over the epoch's batches with tqdm's own ETA."""
@@ -104,10 +116,7 @@ def _epoch_log(epochs: int, n_images: int, log: Callable[[str], None]):
             self.t0 = time.perf_counter()
             steps = self.params.get("steps")
             if live and steps:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
-                                leave=False, file=sys.stdout, dynamic_ncols=True)  # fmt: skip
+                self.bar = progress_bar(steps, f"epoch {epoch + 1}/{epochs}", "step")
 
         def on_train_batch_end(self, batch, logs=None):
             if self.bar is not None:

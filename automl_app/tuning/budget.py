@@ -9,7 +9,9 @@ Three pieces, each usable alone:
   (`attach_budget(oracle, deadline)`), which refuses new trials once the median finished trial would
   overrun the deadline and records `stop_reason`: max_trials, time_budget, space_exhausted or
   consecutive_failures. KerasTuner raises on too many consecutive failures, leaving the last trial
-  unsaved; the mixin instead ends the search cleanly so the caller can report and export.
+  unsaved; the mixin instead ends the search cleanly so the caller can report and export;
+- `skip_reason`, which recognises a trial that tuning/guard.py's TrialGuard refused to start
+  (predicted not to finish in the time left): it is recorded as skipped, not failed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 from automl_app.errors import UsageError
 
 __all__ = [
+    "SKIPPED",
+    "skip_reason",
     "STOP_REASONS",
     "BudgetOracleMixin",
     "Deadline",
@@ -34,6 +38,7 @@ __all__ = [
 ]
 
 STOP_REASONS = ("max_trials", "time_budget", "space_exhausted", "consecutive_failures")
+SKIPPED = "skipped:"  # a failed trial's message starting with this was never trained
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))")
@@ -205,7 +210,10 @@ class BudgetOracleMixin:
 
         streak: list[str] = []
         for trial_id in self.end_order:
-            failed = self.trials[trial_id].status == TrialStatus.FAILED
+            trial = self.trials[trial_id]
+            if _skipped(trial):
+                continue  # skipped for the budget, never trained: not a failure of the space
+            failed = trial.status == TrialStatus.FAILED
             streak = streak + [trial_id] if failed else []
             if self.max_consecutive_failed_trials and len(streak) >= (
                 self.max_consecutive_failed_trials
@@ -270,6 +278,18 @@ def attach_budget(
     return oracle
 
 
+def skip_reason(message: str | None) -> str | None:
+    """The "skipped: …" line of a failed trial's message (a traceback) when the budget refused
+    it, else None."""
+    lines = [ln.strip() for ln in str(message or "").strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    return last[last.index(SKIPPED) :] if SKIPPED in last else None
+
+
+def _skipped(trial: Any) -> bool:
+    return skip_reason(getattr(trial, "message", None)) is not None
+
+
 def stop_summary(oracle: Any) -> dict[str, Any]:
     """What run.json should say about how the search ended (JSON-ready)."""
     from keras_tuner.engine.trial import TrialStatus
@@ -281,7 +301,8 @@ def stop_summary(oracle: Any) -> dict[str, Any]:
         "stop_message": getattr(oracle, "stop_message", None),
         "trials": len(trials),
         "completed": sum(t.status == TrialStatus.COMPLETED for t in trials),
-        "failed": sum(t.status == TrialStatus.FAILED for t in trials),
+        "failed": sum(t.status == TrialStatus.FAILED and not _skipped(t) for t in trials),
+        "skipped": sum(t.status == TrialStatus.FAILED and _skipped(t) for t in trials),
         "time_budget_s": deadline.seconds if deadline else None,
         "budget_elapsed_s": round(deadline.elapsed(), 3) if deadline else None,
     }

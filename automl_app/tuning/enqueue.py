@@ -1,7 +1,14 @@
-"""`--enqueue`: configurations that run first, inside any KerasTuner oracle.
+"""`--enqueue` and defaults-first: configurations that run first, inside any KerasTuner oracle.
 
 The queue lives on the oracle (a mixin attached at run time, like the budget); on resume, queued
-configurations that an existing trial already ran are skipped, so nothing runs twice.
+configurations that an existing trial already ran are skipped, so nothing runs twice. An empty
+mapping (`DEFAULTS`) is the space's defaults: every search runs it first unless
+`--no-defaults-first`, so by validation a search is never worse than its defaults.
+
+Random, Bayesian and TPE oracles are served the queue in `populate_space`. Hyperband decides each
+trial's epochs itself, so there the queue replaces the random draws of its brackets'
+first rounds (`_random_values`): the defaults enter the first bracket and are promoted like any
+other configuration.
 """
 
 from __future__ import annotations
@@ -53,32 +60,63 @@ def check_names(configs: list[dict[str, Any]], names: set[str]) -> None:
             )
 
 
+DEFAULTS: dict[str, Any] = {}  # the empty configuration: every value at its default
+
+
+def completed_with_defaults(hps: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """`cfg` with every other active hyperparameter of `hps` at its default (parents first)."""
+    values: dict[str, Any] = {}
+    for p in hps.space:  # declaration order: parents come first
+        if all(cond.is_active(values) for cond in p.conditions):
+            values[p.name] = cfg.get(p.name, p.default)
+    return values
+
+
 class EnqueueOracleMixin:
     """Oracle mixin: serve queued configurations (completed with defaults) before searching."""
 
     queue: list[dict[str, Any]] = []
 
-    def _already_ran(self, cfg: Mapping[str, Any]) -> bool:
+    def _already_ran(self, values: Mapping[str, Any]) -> bool:
         for trial in self.trials.values():
-            values = trial.hyperparameters.values
-            if all(values.get(k) == v for k, v in cfg.items()):
+            ran = trial.hyperparameters.values
+            if all(ran.get(k) == v for k, v in values.items()):
                 return True
         return False
 
-    def populate_space(self, trial_id: str) -> dict[str, Any]:
+    def _next_queued(self) -> dict[str, Any] | None:
+        """The next queued configuration no trial has run yet, completed with defaults."""
         while self.queue:
-            cfg = self.queue.pop(0)
-            if self._already_ran(cfg):
-                continue
-            values: dict[str, Any] = {}
-            for p in self.hyperparameters.space:  # declaration order: parents come first
-                if all(cond.is_active(values) for cond in p.conditions):
-                    values[p.name] = cfg.get(p.name, p.default)
-            return {"status": "RUNNING", "values": values}
+            values = completed_with_defaults(self.hyperparameters, self.queue.pop(0))
+            if not self._already_ran(values):
+                return values
+        return None
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        import keras_tuner
+
+        if not isinstance(self, keras_tuner.oracles.HyperbandOracle):
+            values = self._next_queued()
+            if values is not None:
+                return {"status": "RUNNING", "values": values}
         return super().populate_space(trial_id)
+
+    def _random_values(self) -> dict[str, Any] | None:
+        values = self._next_queued()  # Hyperband: the queue goes into the brackets' first rounds
+        return values if values is not None else super()._random_values()
 
 
 _CLASSES: dict[type, type] = {}
+
+
+def with_defaults_first(
+    configs: list[dict[str, Any]], defaults_first: bool
+) -> list[dict[str, Any]]:
+    """The queue of a search: the defaults first (unless turned off), then `configs`.
+
+    A configuration given with `--lr-find` or `--enqueue` that the defaults already cover runs once.
+    """
+    return [DEFAULTS, *configs] if defaults_first else list(configs)
 
 
 def attach_queue(oracle: Any, configs: list[dict[str, Any]]) -> Any:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from automl_app.training.loop import format_duration, live_bars
+from automl_app.training.loop import format_duration, live_bars, progress_bar
 
 Say = Callable[[str], None]
 
@@ -132,15 +132,11 @@ def _callback_class() -> type:
             self.epochs = int(self.params.get("epochs") or 1)
             self.steps = self.params.get("steps")
             if self.progress.live:
-                from tqdm import tqdm
-
-                self.bar = self.progress.bar = tqdm(
-                    total=self.epochs * self.steps if self.steps else self.epochs,
-                    desc=f"trial {self.trial_id}",
-                    unit="step" if self.steps else "epoch",
-                    leave=False,
-                    file=self.progress.stream,
-                    dynamic_ncols=True,
+                self.bar = self.progress.bar = progress_bar(
+                    self.epochs * self.steps if self.steps else self.epochs,
+                    f"trial {self.trial_id}",
+                    "step" if self.steps else "epoch",
+                    self.progress.stream,
                 )
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -166,7 +162,8 @@ def _callback_class() -> type:
             if self.bar is not None:
                 if not self.steps:
                     self.bar.update(1)
-                self.bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs}: {shown}")
+                short = f" {self.objective} {float(value):.4f}" if value is not None else ""
+                self.bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs}{short}")
             else:
                 self.progress.say(
                     f"  trial {self.trial_id} epoch {epoch + 1}/{self.epochs}: {shown} "

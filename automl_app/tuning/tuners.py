@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from automl_app.models.hypermodel import describe
 from automl_app.runs.trials import FIRST_COLUMNS, load_rows, save_rows  # noqa: F401
 from automl_app.tuning import TUNER_NAMES as TUNERS
 from automl_app.tuning import budget
-from automl_app.tuning.enqueue import attach_queue
+from automl_app.tuning.enqueue import attach_queue, with_defaults_first
 from automl_app.tuning.progress import SearchProgress, curve_of
 from automl_app.tuning.pruning import PruningCallback, PruningTunerMixin, pruned_epoch
 
@@ -163,7 +164,9 @@ class RecordingMixin:
         error = None
         if status == "failed":
             error = _last_line(trial.message)
-            if self.first_failure is None:
+            if budget.skip_reason(trial.message):  # the time budget refused it; never trained
+                status, error = "skipped", budget.skip_reason(trial.message)
+            elif self.first_failure is None:
                 self.first_failure = trial.message or error
         pruned_at = pruned_epoch(trial)
         if status == "completed" and pruned_at is not None:
@@ -325,8 +328,15 @@ def _value_at_best_step(trial, name: str) -> float | None:
 
 
 def _last_line(message: str | None) -> str:
+    """A failed trial's error in one line; exhausted memory says "out of memory" first."""
     lines = [ln.strip() for ln in (message or "").strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "unknown error"
+    line = lines[-1][:300] if lines else "unknown error"
+    oom = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", message or "")
+    if oom:
+        return f"out of memory: {oom.group(0)} (a configuration too large for this machine)"
+    if any(m in (message or "") for m in ("MemoryError", "std::bad_alloc", "ResourceExhausted")):
+        return f"out of memory: {line}"[:300]
+    return line
 
 
 def _tuner_class(name: str):
@@ -364,10 +374,13 @@ def make_tuner(
     n_train: int | None = None,
     executions_per_trial: int = 1,
     tpe_startup: int | None = None,
+    defaults_first: bool = True,
 ):
     """A KerasTuner tuner over `hypermodel` whose project lives in RUN_DIR/tuner.
 
     With overwrite=False an existing project is reloaded (resume) and `max_trials` may grow.
+    The first trial is the space's defaults (`defaults_first`; grid search starts there anyway),
+    then the `enqueue` configurations, then the tuner's own proposals.
     """
     from keras_tuner.src import config as kt_config
 
@@ -376,11 +389,6 @@ def make_tuner(
     kt_config.DEBUG = is_verbose()  # KerasTuner prints every failed trial's traceback otherwise
     if name not in TUNERS:
         raise UsageError(f"--tuner must be one of {', '.join(TUNERS)}. Received: {name!r}")
-    if name == "hyperband" and enqueue:
-        raise UsageError(
-            "--enqueue and --lr-find need a tuner other than hyperband "
-            "(Hyperband decides each trial's epochs itself)"
-        )
     obj = kt.Objective(objective, infer_direction(objective, direction))
     common = dict(directory=str(run_dir), project_name=PROJECT, overwrite=overwrite)
     oracle_args = dict(objective=obj, seed=seed, max_consecutive_failed_trials=max_failures)
@@ -422,7 +430,8 @@ def make_tuner(
             )
     tuner.oracle.max_trials = max_trials  # same meaning everywhere; may grow on resume
     budget.attach_budget(tuner.oracle, deadline)
-    attach_queue(tuner.oracle, list(enqueue or []))
+    first = defaults_first and name != "grid"  # the grid's first point is the defaults
+    attach_queue(tuner.oracle, with_defaults_first(list(enqueue or []), first))
     tuner._setup_recording(
         run_dir, on_line, max_trials, n_train=n_train, keep_checkpoints=keep_checkpoints
     )

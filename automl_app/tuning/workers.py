@@ -360,7 +360,9 @@ def launch(
                 held = f"holding trial {ev['trial_id']}" if ev.get("trial_id") else "idle"
                 fault = {"event": "worker_lost", **{k: ev.get(k) for k in _LOST_FIELDS}}
                 lost = roles.get(str(ev.get("tuner_id")))
-                if lost is not None and lost is not chief:
+                if lost is not None and not _is_current(lost, ev.get("instance")):
+                    result.faults.append({**fault, "restarted": False})  # an earlier process
+                elif lost is not None and lost is not chief:
                     why = f"worker {lost.name} went silent for {ev.get('silent_s')} s ({held})"
                     again(lost, why, fault)
                 elif ev.get("trial_id") and all(w.done for w in workers):
@@ -434,6 +436,15 @@ def launch(
 
 
 _LOST_FIELDS = ("tuner_id", "trial_id", "silent_s", "t")
+
+
+def _is_current(role: _Role, instance: str | None) -> bool:
+    """Is `instance` (liveness.instance_id: host:pid:random) the role's running process?"""
+    try:
+        pid = int(str(instance).rsplit(":", 2)[1])
+    except (IndexError, ValueError):
+        return True
+    return role.proc is not None and role.proc.pid == pid and role.poll() is None
 
 
 def _sigterm_interrupts() -> Callable[[], None]:

@@ -10,7 +10,7 @@ nor AutoKeras.
 """
 
 from automl_app.engines.autokeras.constants import BLOCKS, TASKS, TUNERS
-from automl_app.engines.autokeras.core import AutoKerasResult, SearchOptions
+from automl_app.engines.autokeras.core import AutoKerasResult, SearchOptions, estimate_image_bytes
 from automl_app.engines.autokeras.io import load_multi_csv, load_spec, search_multi
 from automl_app.engines.autokeras.serving import raw_feed, record
 from automl_app.engines.autokeras.tasks import search_image, search_structured, search_text
@@ -21,6 +21,7 @@ __all__ = [
     "TUNERS",
     "AutoKerasResult",
     "SearchOptions",
+    "estimate_image_bytes",
     "load_multi_csv",
     "load_spec",
     "raw_feed",

@@ -195,7 +195,7 @@ def plan_text(cfg: SearchConfig) -> Plan:
 def plan_structured(cfg: SearchConfig) -> Plan:
     """`automl search structured`: every CSV column but --target is a feature (types inferred
     with AutoKeras's rule, --column-type overrides) → StructuredDataClassifier / Regressor."""
-    from automl_app.data import tabular
+    from automl_app.data import tables, tabular
 
     csv, target, column_types = cfg.data.csv, cfg.data.target, cfg.data.column_types
     task = core._check_choice("--task", cfg.autokeras.task, TEXT_TASKS)
@@ -209,8 +209,8 @@ def plan_structured(cfg: SearchConfig) -> Plan:
             raise UsageError(f"--column-type must be one of {', '.join(tabular.COLUMN_TYPES)}. "
                              f"Received: {col}={kind!r}")  # fmt: skip
     cfg, table = _table(cfg, csv, "--csv")
-    csv, where = cfg.data.csv, tabular.describe(table)
-    header = tabular.read_header(table)
+    csv, where = cfg.data.csv, tables.describe(table)
+    header = tables.read_header(table)
     if target not in header:
         raise DataError(f"column {target!r} is not in {where}. Columns: {', '.join(header)}")
     tabular.validate_column_types(column_types, [c for c in header if c != target], where)
@@ -354,22 +354,22 @@ def _table(cfg: SearchConfig, csv: Any, flag: str) -> tuple[SearchConfig, Any]:
     """The table a plan reads: a file (checked now), or a pandas DataFrame given as DataConfig.csv
     (Python API). A frame is kept as RUN_DIR/data.parquet once the run is open (`_keep_frame`),
     and the returned config names that file, so run.json stays JSON and --resume reads it."""
-    from automl_app.data import tabular
+    from automl_app.data import tables
 
-    if not tabular.is_frame(csv):
+    if not tables.is_frame(csv):
         _need_file(csv, flag)
         return cfg, csv
     cfg = _with_run_dir(cfg, "dataframe")
-    path = str(Path(cfg.run_dir) / tabular.FRAME_FILE)
+    path = str(Path(cfg.run_dir) / tables.FRAME_FILE)
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, csv=path)), csv
 
 
 def _keep_frame(table: Any, cfg: SearchConfig) -> None:
     """Write the Python API's DataFrame where run.json says the table is (kept on --resume)."""
-    from automl_app.data import tabular
+    from automl_app.data import tables
 
-    if tabular.is_frame(table):
-        tabular.save_frame(table, cfg.data.csv)
+    if tables.is_frame(table):
+        tables.save_frame(table, cfg.data.csv)
 
 
 def _str(path: str | Path | None) -> str | None:

@@ -221,9 +221,9 @@ def load_multi_csv(
             x, types = tabular.feature_matrix(table, s.columns, s.column_types, rows)
             inputs[s.name], ctypes[s.name] = x, types
         elif s.type == "text":
-            inputs[s.name] = table.column(s.column, rows).to_numpy(dtype=str)
+            inputs[s.name] = table.text(s.column, rows)
         else:
-            paths = [table.base_dir / p for p in table.column(s.column, rows)]
+            paths = [table.base_dir / p for p in table.text(s.column, rows)]
             inputs[s.name] = _load_images(paths, s.size, s.channels)
     targets: dict[str, np.ndarray] = {}
     names: dict[str, list[str]] = {}

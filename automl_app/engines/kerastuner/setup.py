@@ -42,8 +42,17 @@ def load_space(cfg: SearchConfig):
 
 
 def make_search_tuner(
-    cfg: SearchConfig, space, data, run_dir: Path, say: Say, deadline, lr_find: bool | None = None
+    cfg: SearchConfig,
+    space,
+    data,
+    run_dir: Path,
+    say: Say,
+    deadline,
+    lr_find: bool | None = None,
+    n_train: int | None = None,
 ):
+    """The hypermodel and the tuner; the first trial is the space's defaults (or, with
+    --lr-find, the defaults at the suggested learning rate) unless --no-defaults-first."""
     from automl_app.models.hypermodel import (
         SpaceHyperModel,
         UserHyperModel,
@@ -53,6 +62,7 @@ def make_search_tuner(
 
     info = data.info
     enqueue = list(cfg.tuner.enqueue)
+    defaults_first = cfg.tuner.defaults_first
     if space is not None:
         hypermodel = SpaceHyperModel(space, info.image_shape, info.num_classes, seed=cfg.tuner.seed)
         train, val = data.as_datasets()
@@ -61,6 +71,7 @@ def make_search_tuner(
             enqueue = [
                 lr_find_first(hypermodel, train, space, run_dir, say, cfg.tuner.seed)
             ] + enqueue
+            defaults_first = False  # the LR test's configuration is the defaults, better tuned
     else:
         hypermodel = UserHyperModel(load_user_hypermodel(cfg.space.hypermodel), info.num_classes)
         fit_args = {
@@ -85,9 +96,10 @@ def make_search_tuner(
             deadline=deadline,
             enqueue=enqueue,
             keep_checkpoints=cfg.tuner.keep_checkpoints,
-            n_train=len(data.x_train),
+            n_train=n_train or len(data.x_train),
             executions_per_trial=cfg.tuner.executions_per_trial,
             tpe_startup=cfg.tuner.tpe_startup,
+            defaults_first=defaults_first,
         )
     except AutomlError:
         raise

@@ -1,0 +1,219 @@
+"""`--time-budget` as a schedule: explore cheaply, then refit the chosen configuration.
+
+A budget is spent the way multi-fidelity methods spend it, with the libraries' own algorithms:
+1. explore: the tuner (the space's defaults first) trains every trial on a seeded subset of the
+   training split, and Optuna's SuccessiveHalvingPruner (`--prune asha`, unless another pruner or
+   Hyperband was chosen) promotes the promising trials to more epochs; TrialGuard shrinks or skips
+   a trial that cannot finish before the phase ends. The phase ends at EXPLORE_SHARE of the budget.
+2. final: the best configuration is trained again from scratch on the whole training split for as
+   many epochs as the rest of the budget allows (predicted from its own measured epochs), with the
+   learning-rate schedule it was tuned under stretched over those epochs. Validation decides
+   between this refit and the best trial's own model; both are recorded.
+A reserve (RESERVE_SHARE of the budget) is kept for evaluation, export and the report, so the
+whole command ends near the budget. run.json `phases` lists each phase: trials, fidelity, seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from automl_app.tuning.budget import Deadline
+from automl_app.tuning.guard import CostModel
+
+Say = Callable[[str], None]
+
+EXPLORE_SHARE = 0.35  # of the budget left after the reserve
+RESERVE_SHARE = 0.06  # evaluation, export, report
+RESERVE_MIN_S, RESERVE_MAX_S = 10.0, 45.0
+SUBSET_MIN = 5000  # never explore on fewer training examples than this (or all of them)
+SUBSET_FRACTION = 0.25
+MAX_REFIT_EPOCHS = 100
+
+
+@dataclass(frozen=True)
+class BudgetSchedule:
+    """When each phase ends and how much data exploring sees."""
+
+    deadline: Deadline  # the whole budget
+    explore: Deadline  # the end of the explore phase
+    reserve_s: float  # kept for evaluation, export and the report
+    subset: int | None  # training examples while exploring (None: all of them)
+    n_train: int
+
+    def refit_deadline(self) -> Deadline:
+        return Deadline(at=self.deadline.at - self.reserve_s, seconds=self.deadline.seconds)
+
+    def describe(self, epochs: int, prune: str) -> str:
+        data = (
+            f"{self.subset:,} of {self.n_train:,} training examples"
+            if self.subset
+            else f"all {self.n_train:,} training examples"
+        )
+        return (
+            f"budget {self.deadline.seconds:.0f}s: explore for {self.explore.remaining():.0f}s on "
+            f"{data} (up to {epochs} epochs a trial{', prune ' + prune if prune != 'none' else ''})"
+            f", then refit the best on all of them; {self.reserve_s:.0f}s kept for evaluation "
+            "and export"
+        )
+
+
+def plan_schedule(deadline: Deadline, n_train: int) -> BudgetSchedule:
+    """The phases of a budget that starts now (`deadline` is the whole budget's)."""
+    total = max(deadline.remaining(), 0.0)
+    reserve = min(max(RESERVE_SHARE * total, RESERVE_MIN_S), RESERVE_MAX_S, 0.25 * total)
+    explore_s = EXPLORE_SHARE * (total - reserve)
+    subset = max(SUBSET_MIN, int(SUBSET_FRACTION * n_train))
+    return BudgetSchedule(
+        deadline=deadline,
+        explore=Deadline(at=time.time() + explore_s, seconds=explore_s),
+        reserve_s=reserve,
+        subset=subset if subset < n_train else None,
+        n_train=n_train,
+    )
+
+
+def subset_indices(n: int, size: int | None, seed: int) -> np.ndarray | None:
+    """A seeded, sorted subset of range(n) (None: all of it)."""
+    if size is None or size >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(n)[:size])
+
+
+def explore_fit_args(fit_args: dict[str, Any], data: Any, idx: np.ndarray | None) -> dict:
+    """fit_args (tf.data for a space, arrays for a user hypermodel) restricted to `idx`."""
+    if idx is None:
+        return fit_args
+    out = dict(fit_args)
+    if "y_train" in fit_args:
+        out["train"], out["y_train"] = fit_args["train"][idx], fit_args["y_train"][idx]
+        return out
+    from automl_app.tf_env import tf
+
+    t = tf()
+    out["train"] = t.data.Dataset.from_tensor_slices((data.x_train[idx], data.y_train[idx])).cache()
+    return out
+
+
+def _val_metrics(hypermodel: Any, model: Any, fit_args: dict[str, Any]) -> dict[str, float]:
+    """val_loss and val_accuracy of `model` on the validation split."""
+    from automl_app.evaluate import classification_metrics
+
+    if "y_val" in fit_args:
+        probs = model.predict(fit_args["val"], verbose=0, batch_size=1024)
+        y = np.asarray(fit_args["y_val"])
+    else:
+        from automl_app.models.hypermodel import VAL_BATCH, batches
+
+        val = fit_args["val"]
+        probs = model.predict(batches(val, VAL_BATCH, shuffle=False, seed=None), verbose=0)
+        y = np.concatenate([np.asarray(b) for _, b in val.batch(4096).as_numpy_iterator()])
+    metrics = classification_metrics(y.reshape(-1).astype(int), np.asarray(probs))
+    return {"val_accuracy": metrics["accuracy"], "val_loss": metrics["loss"]}
+
+
+def _clearly_worse(refit: dict[str, float], trial_score: float, objective: Any, n_val: int) -> bool:
+    """The refit loses to the search's best trial by more than validation noise."""
+    name = objective.name
+    if name not in refit or trial_score is None:
+        return False
+    value = refit[name]
+    if not math.isfinite(value):
+        return True
+    if name == "val_accuracy":
+        p = min(max(trial_score, 0.01), 0.99)
+        return value < trial_score - 2 * math.sqrt(p * (1 - p) / max(n_val, 1))
+    worse = value < trial_score if objective.direction == "max" else value > trial_score
+    return worse and abs(value - trial_score) > 0.05 * abs(trial_score)
+
+
+def refit(
+    tuner: Any,
+    best_trial: Any,
+    fit_args: dict[str, Any],
+    schedule: BudgetSchedule,
+    cost: CostModel,
+    trial_examples: int,
+    say: Say,
+) -> tuple[Any, dict[str, Any]]:
+    """Phase 2: the best configuration on all training examples for the epochs left.
+
+    Returns (the model to export or None to keep the best trial's, the phase record).
+    """
+    import keras
+
+    from automl_app.models.cost import forward_macs
+    from automl_app.tuning.budget import deadline_callback
+
+    t0 = time.time()
+    hypermodel = tuner.hypermodel
+    hp = best_trial.hyperparameters.copy()
+    n_train = schedule.n_train
+    phase: dict[str, Any] = {"phase": "final", "trials": 1, "data": "train", "seconds": 0.0}
+    stop = schedule.refit_deadline()
+    model = hypermodel.build(hp)
+    macs = forward_macs(model)
+    batch = int(hp.values.get("batch_size") or 32)
+    key = str(best_trial.trial_id)
+    per_epoch = cost.epoch_seconds(macs, batch, n_train, 0, key=key)
+    left = stop.remaining() - cost.startup() - cost.val_seconds(macs, n_val(fit_args))
+    epochs = min(int(left // per_epoch), MAX_REFIT_EPOCHS) if per_epoch else 0
+    trained = int(best_trial.best_step or 0) + 1
+    phase["fidelity"] = {"train_examples": n_train, "epochs": epochs}
+    if epochs < 1 or epochs * n_train < trained * trial_examples:
+        why = (
+            f"{max(left, 0):.0f}s left, one epoch on all {n_train:,} examples takes about "
+            f"{per_epoch or float('nan'):.0f}s"
+        )
+        say(f"final: skipped ({why}); the best trial's own model is exported")
+        return None, {**phase, "trials": 0, "skipped": why, "seconds": round(time.time() - t0, 2)}
+    schedule_name = hp.values.get("lr_schedule", "constant")
+    say(
+        f"final: trial {best_trial.trial_id}'s configuration on all {n_train:,} training examples "
+        f"for {epochs} epochs ({schedule_name} learning rate over them), about "
+        f"{epochs * per_epoch:.0f}s of the {stop.remaining():.0f}s left"
+    )
+    hypermodel_guard, hypermodel.trial_guard = getattr(hypermodel, "trial_guard", None), None
+    args = (fit_args["train"],) if "y_train" not in fit_args else (
+        fit_args["train"], fit_args["y_train"],
+    )  # fmt: skip
+    callbacks = [keras.callbacks.TerminateOnNaN(), deadline_callback(stop)]
+    try:
+        history = hypermodel.fit(hp, model, *args, epochs=epochs, callbacks=callbacks, verbose=0)
+    finally:
+        hypermodel.trial_guard = hypermodel_guard
+    ran = len((getattr(history, "history", None) or {}).get("loss", []))
+    metrics = _val_metrics(hypermodel, model, fit_args)
+    worse = _clearly_worse(metrics, best_trial.score, tuner.oracle.objective, n_val(fit_args))
+    phase.update(
+        {
+            "fidelity": {"train_examples": n_train, "epochs": ran, "planned_epochs": epochs},
+            "lr_schedule": schedule_name,
+            "trial_id": best_trial.trial_id,
+            **{k: round(v, 6) for k, v in metrics.items()},
+            "kept": not worse,
+            "seconds": round(time.time() - t0, 2),
+        }
+    )
+    name = tuner.oracle.objective.name
+    summary = f"{name}={metrics[name]:.4f}" if name in metrics else ""
+    if worse:
+        say(
+            f"final: {summary} after {ran} epochs is worse than trial {best_trial.trial_id}'s "
+            f"{best_trial.score:.4f}; its own model is exported"
+        )
+        return None, phase
+    say(f"final: {summary} after {ran} epochs in {phase['seconds']:.0f}s (the exported model)")
+    return model, phase
+
+
+def n_val(fit_args: dict[str, Any]) -> int:
+    val = fit_args.get("val")
+    if val is None:
+        return 0
+    return len(val) if "y_val" in fit_args else int(val.cardinality())

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from automl_app import runs
+from automl_app import interrupts, runs
 from automl_app.config import SearchConfig, TrainConfig
 from automl_app.engines.base import Plan
 from automl_app.errors import UsageError
@@ -70,6 +70,7 @@ def run_plan(plan: Plan, say: Say = print) -> dict[str, Any]:
         **plan.fields,
     ) as run:
         fields = dict(plan.fit(run, say))
+        interrupts.check()  # a Ctrl-C that the training loop swallowed still interrupts the run
         manifest = run.finish(**fields)
         _report(run.dir, say)
         if cfg.mlflow:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from automl_app import runs
+from automl_app import interrupts, runs
 from automl_app.config import TrainConfig
 from automl_app.engines.base import Plan
 from automl_app.errors import DataError, UsageError
@@ -305,6 +305,7 @@ def _fit_evaluate_export(cfg, data, run_dir, eval_name, resume, log, verbose) ->
             ),
             _epoch_log(cfg.epochs, n_train, log),
             *pipes.callbacks(),
+            interrupts.keras_callback(),
         ]
         log(
             f"training {cfg.name} alpha={cfg.alpha} at {cfg.image_size}px on "

@@ -21,6 +21,7 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from automl_app import interrupts
 from automl_app.errors import SearchError, UsageError
 from automl_app.models.hypermodel import describe
 from automl_app.runs.trials import FIRST_COLUMNS, load_rows, save_rows  # noqa: F401
@@ -461,6 +462,7 @@ def run_search(
             log_dir=str(tensorboard_dir), write_graph=False, profile_batch=0
         ),
         keras.callbacks.TerminateOnNaN(),
+        interrupts.keras_callback(),
     ]
     if prune != "none":
         if isinstance(tuner, kt.Hyperband):

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from automl_app import interrupts
 from automl_app.data.tabular import COPIES, check_memory
 from automl_app.engines.autokeras.constants import _AK_BLOCK, _OOV, TUNERS
 from automl_app.errors import DataError, SearchError, UsageError
@@ -356,7 +357,8 @@ def _fit(automodel, x, y, validation_data, opts: SearchOptions) -> float:
     import keras
 
     keras.utils.set_random_seed(opts.seed)
-    callbacks = [keras.callbacks.EarlyStopping(patience=10, min_delta=1e-4)]
+    callbacks = [keras.callbacks.EarlyStopping(patience=10, min_delta=1e-4),
+                 interrupts.keras_callback()]  # fmt: skip
     if opts.time_budget is not None:
         from automl_app.tuning import budget
 

@@ -168,7 +168,9 @@ def refit(
     if epochs < 1 or epochs * n_train < trained * trial_examples:
         why = (
             f"{max(left, 0):.0f}s left, one epoch on all {n_train:,} examples takes about "
-            f"{per_epoch or float('nan'):.0f}s"
+            f"{per_epoch:.0f}s"
+            if per_epoch
+            else "no epoch of the search was measured to predict one"
         )
         say(f"final: skipped ({why}); the best trial's own model is exported")
         return None, {**phase, "trials": 0, "skipped": why, "seconds": round(time.time() - t0, 2)}

@@ -1,11 +1,17 @@
-"""Default search on Fashion-MNIST inside a wall-clock budget; prints test accuracy and wall time.
+"""The whole search command against the space's defaults trained for the same wall-clock time.
 
-    AUTOML_DATA_DIR=../shared/datasets .venv/bin/python bench/fashion_mnist_budget.py --space cnn
-    AUTOML_DATA_DIR=../shared/datasets .venv/bin/python bench/fashion_mnist_budget.py --space fcn
+    AUTOML_DATA_DIR=../shared/datasets .venv/bin/python bench/fashion_mnist_budget.py
+    (--time-budget 10m --seeds 1 2 3 --space cnn --tuner random)
 
-It runs the real `automl search image` workflow (Python API) with the budget given and prints one
-summary line per run plus the ratio of wall time to budget. Figures depend on the machine: quote
-them with its core count.
+Per seed, side by side:
+- search: `automl search image --dataset fashion_mnist --space SPACE --time-budget B` (Python API,
+  the CLI's defaults otherwise): explore on a subset, refit the best, evaluate, export, report;
+- defaults: the space's default configuration trained on the whole training split for as many
+  epochs as B allows (epoch time measured on a short probe first, the space's schedule over those
+  epochs, stopped at B at the latest), then evaluated on the test split, as a hand-written Keras
+  script would. No export, no report: it only has to train.
+Printed: both test accuracies per seed, mean ± std, their difference, and wall / budget. Figures
+depend on the machine and on what else runs on it: quote them with its core count and load.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -20,71 +27,157 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+PROBE_EXAMPLES = 3000
+EVAL_RESERVE_S = 5.0
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="cnn", help="cnn (default space) or fcn")
-    p.add_argument("--tuner", default="tpe")
-    p.add_argument("--budget", default="10m", help="wall-clock budget for the search (e.g. 10m)")
-    p.add_argument("--max-trials", type=int, default=50)
-    p.add_argument("--epochs", type=int, default=None, help="epochs per trial")
-    p.add_argument("--max-samples", type=int, default=None)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--set", action="append", default=[], help="name=value fixes (repeatable)")
-    p.add_argument("--prune", default="median", help="none, median or asha")
-    p.add_argument(
-        "--enqueue",
-        action="append",
-        default=['{"batch_size": 64}'],
-        help="configurations to run first (JSON); the default starts from the space's defaults",
-    )
-    p.add_argument("--run-dir", default=None)
-    args = p.parse_args()
-    os.environ.setdefault(
-        "AUTOML_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "datasets")
-    )
 
+def run_search(args, seed: int, budget_s: float) -> dict:
     from automl_app import spaces, workflows
     from automl_app.config import DataConfig, SearchConfig, SpaceConfig, TunerConfig
-    from automl_app.tuning.budget import parse_duration
-    from automl_app.tuning.enqueue import parse_enqueue
 
-    budget_s = parse_duration(args.budget)
-    epochs = args.epochs or (4 if args.space == "cnn" else 6)
-    run_dir = args.run_dir or tempfile.mkdtemp(prefix=f"bench-fmnist-{args.space}-")
+    run_dir = tempfile.mkdtemp(prefix=f"bench-fmnist-{args.space}-{seed}-")
     cfg = SearchConfig(
-        data=DataConfig(dataset="fashion_mnist", max_samples=args.max_samples, seed=args.seed),
+        data=DataConfig(dataset="fashion_mnist", max_samples=args.max_samples, seed=seed),
         space=SpaceConfig(space=args.space, overrides=spaces.parse_set(args.set)),
         tuner=TunerConfig(
-            prune=args.prune,
-            enqueue=tuple(parse_enqueue(args.enqueue)),
             tuner=args.tuner,
+            prune=args.prune,
             max_trials=args.max_trials,
-            epochs=epochs,
-            seed=args.seed,
+            epochs=args.epochs,
+            seed=seed,
             time_budget=budget_s,
         ),
         run_dir=run_dir,
         overwrite=True,
     )
     t0 = time.perf_counter()
-    summary = workflows.search(cfg, say=lambda line: print(line, flush=True))
+    manifest = workflows.search(
+        cfg, say=lambda line: print(f"  [search {seed}] {line}", flush=True)
+    )
     wall = time.perf_counter() - t0
-    result = {
-        "space": args.space,
-        "tuner": args.tuner,
-        "budget_s": budget_s,
-        "epochs_per_trial": epochs,
-        "trials": summary["trials"],
-        "stop_reason": summary.get("stop_reason"),
-        "best_val": summary["best_trial"]["score"],
-        "test_accuracy": summary["test"]["accuracy"],
+    return {
+        "test_accuracy": manifest["test"]["accuracy"],
         "wall_s": round(wall, 1),
-        "wall_over_budget": round(wall / budget_s, 3),
-        "cores": os.cpu_count(),
+        "trials": manifest["trials"],
+        "exported": manifest.get("exported"),
+        "phases": manifest.get("phases"),
+        "best_hyperparameters": manifest["best_trial"]["hyperparameters"],
         "run_dir": run_dir,
     }
-    print("RESULT " + json.dumps(result))
+
+
+def run_defaults(args, seed: int, budget_s: float) -> dict:
+    """The space's defaults, trained for the budget on all training examples."""
+    import numpy as np
+
+    t0 = time.perf_counter()
+    from automl_app import models, spaces
+    from automl_app.data import datasets
+    from automl_app.evaluate import classification_metrics
+    from automl_app.models.cost import forward_macs
+    from automl_app.models.hypermodel import VAL_BATCH, SpaceHyperModel, batches
+    from automl_app.tf_env import tf
+    from automl_app.tuning.budget import Deadline, deadline_callback
+    from automl_app.tuning.guard import SAFETY, TrialGuard
+
+    deadline = Deadline(at=time.time() + budget_s - EVAL_RESERVE_S, seconds=budget_s)
+    t = tf()
+    import keras
+    import keras_tuner as kt
+
+    keras.utils.set_random_seed(seed)
+    data = datasets.load("fashion_mnist", seed=seed, max_samples=args.max_samples)
+    space = spaces.load(args.space, known=models.known(), overrides=spaces.parse_set(args.set))
+    hm = SpaceHyperModel(space, data.info.image_shape, data.info.num_classes, seed=seed)
+    train = t.data.Dataset.from_tensor_slices((data.x_train, data.y_train)).cache()
+    probe = t.data.Dataset.from_tensor_slices(
+        (data.x_train[:PROBE_EXAMPLES], data.y_train[:PROBE_EXAMPLES])
+    ).cache()
+    guard = TrialGuard(None, say=lambda _line: None)
+    hm.trial_guard = guard  # measures the probe's steps
+    hp = kt.HyperParameters()
+    hm.fit(hp, hm.build(hp), probe, epochs=2, verbose=0)
+    hm.trial_guard = None
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    batch = int(hp.values.get("batch_size") or 32)
+    per_epoch = guard.cost.epoch_seconds(forward_macs(model), batch, len(data.x_train), 0)
+    epochs = max(1, int((deadline.remaining() - guard.cost.startup()) // (SAFETY * per_epoch)))
+    hist = hm.fit(
+        hp, model, train, epochs=epochs, verbose=0, callbacks=[deadline_callback(deadline)]
+    )
+    x_test, y_test = data.test()
+    ds = t.data.Dataset.from_tensor_slices((x_test, y_test))
+    probs = model.predict(batches(ds, VAL_BATCH, shuffle=False, seed=None), verbose=0)
+    acc = classification_metrics(np.asarray(y_test), probs)["accuracy"]
+    return {
+        "test_accuracy": acc,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "epochs_planned": epochs,
+        "epochs_trained": len(hist.history["loss"]),
+        "defaults": hp.values,
+    }
+
+
+def _mean_std(xs: list[float]) -> str:
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.4f} ± {sd:.4f}"
+
+
+def main() -> None:
+    from automl_app.tuning.budget import parse_duration
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--space", default="cnn", help="cnn (the default space) or fcn")
+    p.add_argument("--tuner", default="random", help="the CLI's default: random")
+    p.add_argument("--prune", default="none")
+    p.add_argument("--time-budget", "--budget", dest="budget", default="10m")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--max-trials", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=3, help="epochs per explore trial")
+    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], help="name=value fixes (repeatable)")
+    p.add_argument("--only", choices=["search", "defaults"], default=None)
+    args = p.parse_args()
+    os.environ.setdefault(
+        "AUTOML_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    )
+    from automl_app.data import datasets
+
+    budget_s = parse_duration(args.budget)
+    datasets.load("fashion_mnist", max_samples=args.max_samples)  # prepare TFDS: no run pays it
+    results = []
+    for seed in args.seeds:
+        row = {"seed": seed, "load_before": round(os.getloadavg()[0], 2)}
+        if args.only != "defaults":
+            row["search"] = run_search(args, seed, budget_s)
+        if args.only != "search":
+            row["defaults"] = run_defaults(args, seed, budget_s)
+        row["load_after"] = round(os.getloadavg()[0], 2)
+        print("SEED " + json.dumps(row, default=str), flush=True)
+        results.append(row)
+    print(
+        f"fashion_mnist, space {args.space}, tuner {args.tuner}, prune {args.prune}, budget "
+        f"{budget_s:.0f}s, seeds {args.seeds}, max_samples {args.max_samples}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    )
+    summary: dict = {"budget_s": budget_s, "seeds": args.seeds, "space": args.space}
+    for kind in ("search", "defaults"):
+        rows = [r[kind] for r in results if kind in r]
+        if not rows:
+            continue
+        accs = [r["test_accuracy"] for r in rows]
+        walls = [r["wall_s"] / budget_s for r in rows]
+        print(
+            f"{kind:8s} test accuracy {_mean_std(accs)} (per seed {[round(a, 4) for a in accs]})"
+            f" | wall/budget {_mean_std(walls)} (max {max(walls):.3f})"
+        )
+        summary[kind] = {"accuracies": accs, "wall_over_budget": walls}
+    if all("search" in r and "defaults" in r for r in results):
+        diffs = [r["search"]["test_accuracy"] - r["defaults"]["test_accuracy"] for r in results]
+        print(f"difference search - defaults: {_mean_std(diffs)} (aim >= +0.005)")
+        summary["difference"] = diffs
+    print("RESULT " + json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -202,3 +202,132 @@ def test_budget_with_real_training(tmp_path):
     assert oracle.stop_reason == "time_budget"
     best = tuner.get_best_models(1)[0]
     assert best.predict(x[:3], verbose=0).shape == (3, 2)
+
+
+# ---------------------------------------------------------------- defaults first (enqueue.py)
+
+
+def _oracle_for(kind, tmp_path, queue, name):
+    from automl_app.tuning.enqueue import attach_queue
+
+    hps = kt.HyperParameters()
+    hps.Int("units", 1, 64, default=7)
+    hps.Choice("act", ["tanh", "relu"], default="relu")
+    if kind == "hyperband":
+        oracle = kt.oracles.HyperbandOracle(
+            objective="val_loss", max_epochs=9, hyperparameters=hps, seed=3
+        )
+    else:
+        oracle = kt.oracles.RandomSearchOracle(
+            objective="val_loss", max_trials=5, hyperparameters=hps, seed=3
+        )
+    oracle._set_project_dir(str(tmp_path), name)
+    return attach_queue(oracle, queue)
+
+
+@pytest.mark.parametrize("kind", ["random", "hyperband"])
+def test_defaults_run_first_with_random_and_hyperband(tmp_path, kind):
+    from automl_app.tuning.enqueue import with_defaults_first
+
+    oracle = _oracle_for(kind, tmp_path, with_defaults_first([{"units": 9}], True), kind)
+    first = oracle.create_trial("t").hyperparameters.values
+    assert (first["units"], first["act"]) == (7, "relu")
+    if kind == "hyperband":  # in the first bracket's first round, like any random draw
+        assert first["tuner/round"] == 0 and first["tuner/epochs"] >= 1
+    second = oracle.create_trial("u").hyperparameters.values
+    assert (second["units"], second["act"]) == (9, "relu")  # then --enqueue's configurations
+
+
+def test_no_defaults_first_and_no_duplicate(tmp_path):
+    from automl_app.tuning.enqueue import with_defaults_first
+
+    assert with_defaults_first([{"a": 1}], False) == [{"a": 1}]
+    # An enqueued configuration the defaults already cover is not run twice.
+    oracle = _oracle_for("random", tmp_path, with_defaults_first([{"units": 7}], True), "dup")
+    a = oracle.create_trial("t").hyperparameters.values
+    b = oracle.create_trial("u").hyperparameters.values
+    assert a == {"units": 7, "act": "relu"} and b != a
+
+
+# ------------------------------------------------------- predicted cost (guard.py, cost.py)
+
+
+def _dense(units: int, layers: int = 1):
+    inputs = keras.Input((64,))
+    x = inputs
+    for _ in range(layers):
+        x = keras.layers.Dense(units)(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def test_forward_macs_counts_dense_and_conv():
+    from automl_app.models.cost import forward_macs
+
+    assert forward_macs(_dense(32)) == 64 * 32 + 32 * 10  # the two Dense layers
+    inputs = keras.Input((8, 8, 1))
+    conv = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    assert forward_macs(conv) == 8 * 8 * 4 * 9 * 1
+
+
+def test_cost_model_fits_overhead_and_compute():
+    from automl_app.tuning.guard import CostModel
+
+    cost = CostModel()
+    assert cost.fit_seconds(1000, 32, 320, 0, 1) is None  # nothing measured yet
+    # Two models measured: seconds per step = 0.01 + 1e-8 x MACs x batch
+    for key, macs in (("a", 1_000), ("b", 100_000)):
+        step = 0.01 + 1e-8 * macs * 32
+        cost.observe(key, macs, 32, 0, {"step": [step], "startup": [0.5], "epoch": [1.0]})
+    assert cost.step_seconds(10_000, 32) == pytest.approx(0.01 + 1e-8 * 10_000 * 32, rel=1e-6)
+    # 10 steps per epoch x 2 epochs + start-up
+    expected = 0.5 + 2 * 10 * (0.01 + 1e-8 * 10_000 * 32)
+    assert cost.fit_seconds(10_000, 32, 320, 0, 2) == pytest.approx(expected, rel=1e-6)
+    assert cost.step_seconds(5, 32, key="a") == pytest.approx(0.01 + 1e-8 * 1_000 * 32)
+
+
+def test_guard_shrinks_then_skips_a_trial_that_cannot_finish():
+    from automl_app.tuning.guard import TrialGuard
+
+    lines: list[str] = []
+    guard = TrialGuard(Deadline.after(10.0), lines.append)
+    model = _dense(32)
+    assert guard.plan(model, {"batch_size": 32}, 320, 0, 5) == 5  # nothing measured: it runs
+    guard.cost.observe("0", 2368, 32, 0, {"step": [0.3], "startup": [0.0], "epoch": [3.0]})
+    # 10 steps x 0.3 s = 3 s an epoch (x1.2 safety): 5 epochs do not fit in 10 s, 2 do
+    assert guard.plan(model, {"batch_size": 32}, 320, 0, 5) == 2
+    assert "shrunk to 2 epochs" in lines[-1]
+    big = _dense(1024, layers=4)  # ~1000x the work per step
+    with pytest.raises(kt.errors.FailedTrialError, match="^skipped: predicted"):
+        guard.plan(big, {"batch_size": 32}, 320, 0, 1)
+    assert "not started" in lines[-1]
+    assert budget.skip_reason("Traceback ...\nFailedTrialError: skipped: predicted 9s") == (
+        "skipped: predicted 9s"
+    )
+    assert budget.skip_reason("ValueError: boom") is None
+
+
+def test_skipped_trials_do_not_count_as_failures(tmp_path):
+    class Skips(SleepyModel):
+        def fit(self, hp, model, *args, **kwargs):
+            raise kt.errors.FailedTrialError("skipped: predicted 99s for one epoch, 3s left")
+
+    oracle = _oracle("random", max_trials=5)
+    _tuner(oracle, tmp_path, "skips", Skips()).search(epochs=1, verbose=0)
+    assert oracle.stop_reason == "max_trials"  # five skips in a row are not 3 failures
+    summary = stop_summary(oracle)
+    assert summary["skipped"] == 5 and summary["failed"] == 0
+
+
+def test_chance_check_and_fail_below():
+    from automl_app.errors import SearchError
+    from automl_app.evaluate import chance_check
+    from automl_app.workflows import _check_fail_below
+
+    y = np.array([0] * 60 + [1] * 20 + [2] * 20)
+    c = chance_check(0.62, y, 3)
+    assert c["basis"] == "majority class" and c["rate"] == 0.6 and c["within_noise"]
+    assert not chance_check(0.9, y, 3)["within_noise"]
+    assert chance_check(0.2, np.arange(1000) % 10, 10)["basis"] == "1/10 classes"
+    _check_fail_below({"test": {"accuracy": 0.7}}, 0.5, "r")  # above: nothing happens
+    with pytest.raises(SearchError, match="below --fail-below 0.8"):
+        _check_fail_below({"test": {"accuracy": 0.7}}, 0.8, "r")

@@ -148,7 +148,7 @@ def test_chief_killed_worker_left_behind_exits_then_resume_finishes(tmp_path):
             "--oracle-port", port, "--run-dir", str(run)]  # fmt: skip
     proc = start(*argv)
     wait_for("the chief", lambda: (run / "workers" / "chief.log").exists(), proc)
-    other = start("worker", "--run-dir", str(run), "--oracle", f"127.0.0.1:{port}", "--verbose")
+    other = start("worker", "--run-dir", str(run), "--oracle", f"127.0.0.1:{port}")
     try:
         done = wait_for("a completed trial", lambda: rows(run), proc)
         wait_for("a trial in flight", lambda: len(assigned(run)) > len(rows(run)), proc)

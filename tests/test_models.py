@@ -102,3 +102,58 @@ def test_user_hypermodel_reference_errors(tmp_path):
         load_user_hypermodel(f"{path}:nope")
     with pytest.raises(UsageError, match="not found"):
         load_user_hypermodel(f"{tmp_path / 'missing.py'}:build")
+
+
+def test_cnn_space_keeps_cost_in_view():
+    """The dearest configuration of the default image space is at most ~7x the defaults' MACs."""
+    from automl_app.models.cost import forward_macs
+
+    space = spaces.load("cnn", known=models.known())
+    hm = SpaceHyperModel(space, (28, 28, 1), 10)
+    defaults = forward_macs(hm.build(kt.HyperParameters()))
+    hp = kt.HyperParameters()
+    hp.values.update({"conv_blocks": 3, "convs_per_block": 2, "filters": 32, "block": "residual"})
+    dearest = forward_macs(hm.build(hp))
+    assert 6 < dearest / defaults < 7.5
+
+
+def test_residual_blocks_smoothing_and_cosine_schedule_train():
+    import tensorflow as tf
+
+    from automl_app.models.hypermodel import SparseSmoothedCrossentropy, portable
+
+    fixed = {"block": "residual", "convs_per_block": 2, "label_smoothing": 0.1,
+             "lr_schedule": "cosine", "augment_shift": 0.1, "augment_flip": True,
+             "batch_size": 16}  # fmt: skip
+    space = spaces.load("cnn", known=models.known(), overrides=fixed)
+    hm = SpaceHyperModel(space, (8, 8, 1), 3, seed=0)
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    assert any(type(layer).__name__ == "Add" for layer in model.layers)
+    assert isinstance(model.loss, SparseSmoothedCrossentropy)
+    x = np.random.default_rng(0).integers(0, 255, (48, 8, 8, 1), dtype=np.uint8)
+    y = np.arange(48) % 3
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
+    hist = hm.fit(hp, model, ds, validation_data=ds, epochs=2, verbose=0)
+    assert np.isfinite(hist.history["loss"]).all()
+    schedule = model.optimizer._learning_rate
+    assert type(schedule).__name__ == "CosineDecay" and schedule.decay_steps == 2 * 3
+    assert float(model.optimizer.learning_rate) < 1e-3  # decayed over the 6 steps
+    portable(model)
+    assert model.loss == "sparse_categorical_crossentropy"  # model.keras loads without us
+
+
+def test_augmentation_shifts_and_flips_in_the_pipeline():
+    import tensorflow as tf
+
+    from automl_app.models.hypermodel import batches
+
+    x = np.zeros((4, 8, 8, 1), dtype=np.uint8)
+    x[:, :, :4] = 255  # left half white
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(4, dtype=np.int64)))
+    plain = next(iter(batches(ds, 4, shuffle=False, seed=0)))[0].numpy()
+    moved = [next(iter(batches(ds, 4, shuffle=False, seed=s, shift=0.25, flip=True)))[0].numpy()
+             for s in range(4)]  # fmt: skip
+    assert all(m.shape == plain.shape and m.dtype == np.float32 for m in moved)
+    assert any(not np.array_equal(m, plain) for m in moved)
+    assert all(0.0 <= m.min() and m.max() <= 1.0 for m in moved)

@@ -232,3 +232,29 @@ def test_importing_and_help_do_not_import_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_usage_line_as_typed_trains_on_the_default_named_dataset(tmp_path, data_dir, tfds_dir):
+    """`automl train-scratch mobilenetv2` needs no data option: Fashion-MNIST from the offline
+    files (mobilenetv2_small recipe, 32 px), evaluated on its own test split, exported."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AUTOML_DATA_DIR": str(data_dir), "TFDS_DATA_DIR": str(tfds_dir),
+           "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "automl_app.cli", "train-scratch", "mobilenetv2", "--epochs", "1",
+         "--max-samples", "256", "--run-dir", str(run)],
+        capture_output=True, text=True, env=env, timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    manifest = runs.load_manifest(run)
+    assert manifest["data"]["dataset"] == "fashion_mnist" and manifest["recipe"]["image_size"] == 32
+    assert manifest["data"]["counts"]["train"] == 256 and manifest["test"]["examples"] == 10000
+    assert (run / "best" / "saved_model" / "saved_model.pb").is_file()
+    assert "test accuracy" in proc.stdout
+    for noise in ("E0000", "cuInit", "oneDNN"):
+        assert noise not in proc.stderr, proc.stderr[-1000:]

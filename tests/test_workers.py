@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from automl_app.errors import UsageError
-from automl_app.tuning import workers
+from automl_app.tuning import liveness, workers
 
 ROLE_SCRIPT = textwrap.dedent(
     """
@@ -201,3 +203,130 @@ def test_killed_worker_is_replaced_and_its_trial_rerun(tmp_path):
     runs = runs_per_trial(tmp_path)
     assert sorted(runs) == ["0", "1", "2", "3"]
     assert sorted(runs.values()) == [1, 1, 1, 2]  # only the killed trial ran again
+
+
+# ------------------------------------------------------------------ liveness (liveness.py)
+
+
+def test_timeouts_from_env():
+    t = liveness.Timeouts.from_env({"AUTOML_HEARTBEAT_S": "0.5", "AUTOML_WORKER_TIMEOUT_S": "9"})
+    assert (t.heartbeat, t.worker, t.chief, t.chief_start) == (0.5, 9.0, 60.0, 600.0)
+    with pytest.raises(UsageError, match="AUTOML_CHIEF_TIMEOUT_S must be a number of seconds > 0"):
+        liveness.Timeouts.from_env({"AUTOML_CHIEF_TIMEOUT_S": "soon"})
+
+
+def test_read_events_waits_for_complete_lines(tmp_path):
+    path = tmp_path / "events.jsonl"
+    log = liveness.EventLog(path)
+    log.write("assign", trial_id="0")
+    with open(path, "a") as fh:
+        fh.write('{"event": "end", "tri')  # still being written
+    events, offset = liveness.read_events(path)
+    assert [e["event"] for e in events] == ["assign"]
+    with open(path, "a") as fh:
+        fh.write('al_id": "0"}\n')
+    events, _ = liveness.read_events(path, offset)
+    assert events == [{"event": "end", "trial_id": "0"}]
+    assert liveness.read_events(tmp_path / "missing.jsonl") == ([], 0)
+
+
+def test_watch_gives_up_on_a_chief_that_never_answers():
+    said, codes = [], []
+    watch = liveness.ChiefWatch(
+        f"127.0.0.1:{workers.free_port()}",
+        "tuner0",
+        liveness.Timeouts(heartbeat=0.2, chief_start=1.0),
+        say=said.append,
+        exit=codes.append,
+    )
+    t0 = time.monotonic()
+    watch.start()._thread.join(timeout=20)
+    assert codes == [liveness.CHIEF_LOST_EXIT] and 1.0 <= time.monotonic() - t0 < 10
+    assert len(said) == 1 and said[0].startswith("Error: worker tuner0 stops: never reached")
+
+
+CHILD_OF = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    from automl_app.tuning.workers import die_with_parent
+    child = subprocess.Popen(die_with_parent([sys.executable, "-c", "import time; time.sleep(60)"]))
+    print(child.pid, flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_children_die_with_a_sigkilled_launcher():
+    import psutil
+
+    parent = subprocess.Popen([sys.executable, "-c", CHILD_OF], stdout=subprocess.PIPE)
+    child = psutil.Process(int(parent.stdout.readline()))
+    time.sleep(0.5)  # past the exec: the child runs `time.sleep(60)` itself
+    assert "time.sleep(60)" in " ".join(child.cmdline())
+    parent.kill()
+    parent.wait()
+    child.wait(timeout=10)  # killed by the kernel (PR_SET_PDEATHSIG), not orphaned
+
+
+def _oracle(directory: Path):
+    import keras_tuner as kt
+
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("score", "max"), max_trials=4)
+    oracle._set_project_dir(str(directory), "p")
+    hp = kt.HyperParameters()
+    hp.Int("units", 1, 64)
+    oracle.update_space(hp)
+    return oracle
+
+
+def test_a_completed_trial_is_not_rerun_after_a_kill_between_end_and_save(tmp_path):
+    oracle = _oracle(tmp_path)
+    trial = oracle.create_trial("tuner0")
+    oracle.update_trial(trial.trial_id, {"score": 1.0})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)  # saved oracle.json still lists it as ongoing (KerasTuner's order)
+    reloaded = _oracle(tmp_path)
+    reloaded.reload()
+    assert reloaded._retry_queue == [trial.trial_id]  # KerasTuner would run it again
+    assert liveness.forget_ended_retries(reloaded) == [trial.trial_id]
+    assert reloaded._retry_queue == [] and reloaded.create_trial("tuner0").trial_id != "0"
+
+
+def test_chief_declares_a_silent_worker_lost_and_hands_its_trial_to_the_next(tmp_path, monkeypatch):
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_client
+
+    oracle = _oracle(tmp_path)
+    events = liveness.EventLog(tmp_path / "events.jsonl")
+    servicer = liveness.make_servicer(
+        oracle, events, liveness.Timeouts(worker=0.5), say=lambda _: None
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+        monkeypatch.setenv("KERASTUNER_ORACLE_PORT", str(port))
+        clients = {}
+        for name in ("tuner0", "tuner1"):
+            monkeypatch.setenv("KERASTUNER_TUNER_ID", name)
+            clients[name] = oracle_client.OracleClient(oracle)
+            liveness.tag_client(clients[name])
+        held = clients["tuner0"].create_trial("tuner0")
+        time.sleep(0.7)
+        clients["tuner1"].get_space()  # tuner1 is alive: not lost
+        lost = servicer.reap()
+        assert [(e["tuner_id"], e["trial_id"]) for e in lost] == [("tuner0", held.trial_id)]
+        assert clients["tuner1"].create_trial("tuner1").trial_id == held.trial_id
+        with pytest.raises(grpc.RpcError) as refused:  # a lost worker that wakes up is refused
+            clients["tuner0"].get_trial(held.trial_id)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "declared worker tuner0 lost" in refused.value.details()
+        kinds = [e["event"] for e in liveness.read_events(tmp_path / "events.jsonl")[0]]
+        assert kinds == ["join", "assign", "join", "lost", "assign"]
+    finally:
+        server.stop(None)

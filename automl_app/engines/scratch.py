@@ -49,8 +49,9 @@ class SplitData:
 
     def counts(self) -> dict[str, int]:
         if self.arrays is not None:
+            # A named dataset's test split is read once, after training: its size comes later.
             return {"train": len(self.arrays.x_train), "val": len(self.arrays.x_val),
-                    "test": int(self.arrays.meta.get("test_examples", 0))}  # fmt: skip
+                    "test": None}  # fmt: skip
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
@@ -128,7 +129,10 @@ def plan_train(cfg: TrainConfig) -> Plan:
 def _train(sc: ScratchConfig, cfg: TrainConfig, run: runs.Run, say: Say) -> dict[str, Any]:
     data = prepare_data(sc, cfg)
     counts = data.counts()
-    eval_name = next(n for n in ("test", "val", "train") if counts[n])
+    if data.arrays is not None:
+        eval_name = "test"
+    else:
+        eval_name = next(n for n in ("test", "val", "train") if counts[n])
     record: dict[str, Any] = {
         "dataset": cfg.data.dataset if data.arrays is not None else None,
         "data_dir": cfg.data.data_dir,
@@ -153,7 +157,7 @@ def _train(sc: ScratchConfig, cfg: TrainConfig, run: runs.Run, say: Say) -> dict
     run.update(data=record, lr_used=sc.lr)
     say(
         f"data: {cfg.data.data_dir or cfg.data.dataset} train={counts['train']} "
-        f"val={counts['val']} test={counts['test']} classes={len(data.class_names)}"
+        f"val={counts['val']} test={'its own split' if counts['test'] is None else counts['test']} classes={len(data.class_names)}"
     )
     return _fit_evaluate_export(sc, data, run.dir, eval_name, run.resumed, say, cfg.verbose)
 
@@ -392,6 +396,7 @@ def _write_trial_row(run_dir, cfg: ScratchConfig, hist, seconds: float, n_train:
         "params": int(model.count_params()),
         **{k: v[-1] for k, v in hist.items()},
         **{f"hp_{k}": getattr(cfg, k) for k in hps},
+        "curve": [[i + 1, v] for i, v in enumerate(hist.get("val_accuracy", []))],
     }
     runs.write_trial_table(run_dir, [row])
 

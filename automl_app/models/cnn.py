@@ -2,9 +2,9 @@
 
 Each block is `convs_per_block` × (conv → batch norm → ReLU) then pooling; with `block: residual`
 the block's input is added back before the last ReLU (a 1×1 projection when the width changes).
-Augmentation (random shifts, horizontal flips) is part of the model and only acts while training,
-so the export serves plain images. Pooling stops once the feature map is 2 pixels wide, so deep
-spaces still fit 8×8 inputs.
+Augmentation (`augment_shift`, `augment_flip`) happens in the training data pipeline
+(models/hypermodel.py), so the network and its export see plain images. Pooling stops once the
+feature map is 2 pixels wide, so deep spaces still fit 8×8 inputs.
 """
 
 from __future__ import annotations
@@ -49,11 +49,6 @@ def build(v: Mapping[str, Any], input_shape: tuple[int, ...], num_classes: int):
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
-    shift = float(v.get("augment_shift") or 0.0)
-    if shift > 0:
-        x = keras.layers.RandomTranslation(shift, shift, fill_mode="constant", name="shift")(x)
-    if v.get("augment_flip"):
-        x = keras.layers.RandomFlip("horizontal", name="flip")(x)
     size = min(input_shape[0], input_shape[1])
     pool = keras.layers.MaxPooling2D if v["pooling"] == "max" else keras.layers.AveragePooling2D
     for block in range(int(v["conv_blocks"])):

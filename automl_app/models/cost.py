@@ -55,6 +55,6 @@ def forward_macs(model: Any) -> int:
         elif kind == "Dense" and out:
             c_in = _in_shape(layer)[-1] or 1
             total += _size(out) * int(c_in)
-        elif out:
+        elif out and kind != "InputLayer":
             total += _size(out)
     return int(total)

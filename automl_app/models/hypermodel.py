@@ -34,17 +34,53 @@ def _builder(name: str):
     return {"fcn": fcn.build, "cnn": cnn.build}[name]
 
 
-def batches(ds, batch_size: int, *, shuffle: bool, seed: int | None, scale: float = 255.0):
-    """Batch a cached (uint8 image, label) dataset, scale on the batch, prefetch."""
+def batches(
+    ds,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int | None,
+    scale: float = 255.0,
+    shift: float = 0.0,
+    flip: bool = False,
+):
+    """Batch a cached (uint8 image, label) dataset, scale on the batch, prefetch.
+
+    `shift` (a fraction of the image size) and `flip` augment each training image: zero-padding
+    then a random crop back to size (a random translation), and a random left-right flip. Done
+    here per example on uint8 data, they cost a fraction of Keras's RandomTranslation layer (an
+    interpolating projective transform: about 2× the default CNN's epoch on this CPU).
+    """
     from automl_app.tf_env import tf
 
     t = tf()
     if shuffle:
         n = int(ds.cardinality())
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
+    if shift > 0 or flip:
+        ds = ds.map(_augmenter(shift, flip, seed), num_parallel_calls=t.data.AUTOTUNE)
     ds = ds.batch(int(batch_size))
     ds = ds.map(lambda x, y: (t.cast(x, t.float32) / scale, y), num_parallel_calls=t.data.AUTOTUNE)
     return ds.prefetch(t.data.AUTOTUNE)
+
+
+def _augmenter(shift: float, flip: bool, seed: int | None):
+    """(image, label) -> (randomly shifted and/or flipped image, label), for Dataset.map."""
+    from automl_app.tf_env import tf
+
+    t = tf()
+
+    def augment(x, y):
+        if shift > 0:
+            h, w = int(x.shape[0]), int(x.shape[1])
+            ph, pw = max(1, round(shift * h)), max(1, round(shift * w))
+            padded = t.pad(x, [[ph, ph], [pw, pw], [0, 0]])
+            x = t.image.random_crop(padded, t.shape(x), seed=seed)
+        if flip:
+            x = t.image.random_flip_left_right(x, seed=seed)
+        return x, y
+
+    return augment
 
 
 def make_loss(label_smoothing: float = 0.0) -> Any:
@@ -157,7 +193,9 @@ class SpaceHyperModel(kt.HyperModel):
         runs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
         schedule = hp.values.get("lr_schedule", defaults["lr_schedule"])
         apply_schedule(model, schedule, _steps(n_train, bs) * max(runs, 1))
-        train = batches(x, bs, shuffle=True, seed=self.seed)
+        shift = float(hp.values.get("augment_shift") or 0.0)
+        flip = bool(hp.values.get("augment_flip"))
+        train = batches(x, bs, shuffle=True, seed=self.seed, shift=shift, flip=flip)
         val = None
         if validation_data is not None:
             val = batches(validation_data, VAL_BATCH, shuffle=False, seed=None)

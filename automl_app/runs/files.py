@@ -173,13 +173,13 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
         return rows
     source = path.with_name("trials.jsonl")
     if path.name == "trials.csv" and source.is_file():
-        from automl_app.runs.trials import FIRST_COLUMNS, load_rows, trial_key
+        from automl_app.runs.trials import csv_table, load_rows, trial_key
 
         try:
             by_id = load_rows(path.parent)
         except DataError as exc:
             raise DataError(f"{path} is damaged ({problem}) and so is its source: {exc}") from None
-        text = csv_text([by_id[k] for k in sorted(by_id, key=trial_key)], FIRST_COLUMNS)
+        text = csv_table([by_id[k] for k in sorted(by_id, key=trial_key)])
         try:
             atomic_write_text(path, text)
             done = f"rewrote it from {source.name}"

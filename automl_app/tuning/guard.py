@@ -24,6 +24,8 @@ from automl_app.tuning.budget import SKIPPED, Deadline
 
 SLOW_TRIAL_FACTOR = 4.0  # a trial predicted this many times the median one gets a line first
 DEFAULT_BATCH = 32  # Keras's fit() default, for hypermodels without a batch_size
+SAFETY = 1.2  # predictions are stretched by this much before a deadline: a busy machine varies
+EQUAL_TIME_SLACK = 1.5  # with equal_time, a trial may take this much longer than the first one
 
 
 class CostModel:
@@ -33,6 +35,8 @@ class CostModel:
         self.steps: dict[str, tuple[float, float]] = {}  # key -> (MACs × batch, s per step)
         self.val_rates: list[float] = []  # validation seconds per (MAC × example)
         self.startups: list[float] = []
+        self.between: list[float] = []  # seconds between one fit's end and the next one's start
+        self.epoch_extra: list[float] = []  # per epoch, beyond its steps and validation
         self.trial_seconds: dict[str, float] = {}
 
     def observe(
@@ -45,6 +49,8 @@ class CostModel:
             self.val_rates.append(statistics.median(record["val"]) / (float(macs) * n_val))
         if record.get("startup"):
             self.startups.append(record["startup"][0])
+        if record.get("extra"):
+            self.epoch_extra.append(statistics.median(record["extra"]))
         self.trial_seconds[key] = self.trial_seconds.get(key, 0.0) + sum(record.get("epoch", []))
 
     def known(self) -> bool:
@@ -87,7 +93,9 @@ class CostModel:
         return statistics.median(self.val_rates) * float(macs) * n_val
 
     def startup(self) -> float:
-        return statistics.median(self.startups) if self.startups else 0.0
+        """Per fit: tracing in the first step, plus the work around it (build, checkpoint, …)."""
+        traced = statistics.median(self.startups) if self.startups else 0.0
+        return traced + (statistics.median(self.between) if self.between else 0.0)
 
     def epoch_seconds(
         self, macs: int, batch: int, n_train: int, n_val: int = 0, key: str | None = None
@@ -96,7 +104,8 @@ class CostModel:
         if step is None:
             return None
         steps = -(-int(n_train) // max(int(batch), 1))
-        return steps * step + self.val_seconds(macs, n_val)
+        extra = statistics.median(self.epoch_extra) if self.epoch_extra else 0.0
+        return steps * step + self.val_seconds(macs, n_val) + extra
 
     def fit_seconds(
         self, macs: int, batch: int, n_train: int, n_val: int, epochs: int, key: str | None = None
@@ -117,15 +126,25 @@ class TrialGuard:
     when not even one does: KerasTuner's FailedTrialError("skipped: …") (one line). Before any
     epoch is measured every trial starts (the deadline callback still stops it at the deadline).
     Without a deadline it only announces a trial predicted to cost SLOW_TRIAL_FACTOR× the median.
+    With `equal_time` (the explore phase of a time budget) a trial dearer than the first one gets
+    fewer epochs, so configurations are compared at the time the final refit will pay for them.
     """
 
-    def __init__(self, deadline: Deadline | None, say: Any = print, oracle: Any = None) -> None:
+    def __init__(
+        self,
+        deadline: Deadline | None,
+        say: Any = print,
+        oracle: Any = None,
+        equal_time: bool = False,
+    ) -> None:
         self.deadline = deadline
+        self.equal_time = equal_time
         self.say = say
         self.oracle = oracle
         self.cost = CostModel()
         self.lines: list[str] = []
         self._fit: dict[str, Any] = {}
+        self._ended: float | None = None  # perf_counter() at the end of the last fit
 
     def _label(self) -> str:
         ongoing = list((getattr(self.oracle, "ongoing_trials", None) or {}).values())
@@ -140,6 +159,8 @@ class TrialGuard:
         from automl_app.models.cost import forward_macs
 
         label = self._label()
+        if self._ended is not None:
+            self.cost.between.append(time.perf_counter() - self._ended)
         macs = forward_macs(model)
         batch = int(values.get("batch_size") or DEFAULT_BATCH)
         self._fit = {"key": label.removeprefix("trial "), "macs": macs, "batch": batch,
@@ -147,18 +168,21 @@ class TrialGuard:
         predicted = self.cost.fit_seconds(macs, batch, n_train, n_val, epochs)
         if predicted is None:
             return epochs
+        predicted *= SAFETY
         median = self.cost.median_trial()
         if median and predicted > SLOW_TRIAL_FACTOR * median:
             self._say(
                 f"{label}: predicted {predicted:.0f}s, {predicted / median:.1f}x the median "
                 f"trial ({median:.0f}s): {model.count_params():,} parameters, batch {batch}"
             )
+        epochs = self._equal_time(label, macs, batch, n_train, n_val, epochs)
+        predicted = SAFETY * self.cost.fit_seconds(macs, batch, n_train, n_val, epochs)
         if self.deadline is None:
             return epochs
         left = self.deadline.remaining()
         if predicted <= left:
             return epochs
-        per_epoch = self.cost.epoch_seconds(macs, batch, n_train, n_val) or predicted
+        per_epoch = SAFETY * (self.cost.epoch_seconds(macs, batch, n_train, n_val) or predicted)
         fit = int((left - self.cost.startup()) // per_epoch) if per_epoch > 0 else 0
         if fit >= 1:
             self._say(
@@ -175,9 +199,27 @@ class TrialGuard:
 
         raise keras_tuner.errors.FailedTrialError(f"{SKIPPED} {reason}")
 
+    def _equal_time(self, label: str, macs: int, batch: int, n: int, n_val: int, epochs: int):
+        """With `equal_time`, a trial gets the epochs that fit the first trial's time (the
+        defaults'), so configurations are compared at the cost the final refit will pay."""
+        if not self.equal_time or not self.cost.trial_seconds or epochs <= 1:
+            return epochs
+        reference = next(iter(self.cost.trial_seconds.values()))
+        per_epoch = self.cost.epoch_seconds(macs, batch, n, n_val) or 0.0
+        if per_epoch * epochs <= EQUAL_TIME_SLACK * reference:
+            return epochs
+        fit = max(1, int(EQUAL_TIME_SLACK * reference // per_epoch))
+        if fit < epochs:
+            self._say(
+                f"{label}: {epochs} epochs would take about {per_epoch * epochs:.0f}s, "
+                f"{per_epoch * epochs / reference:.1f}x the first trial: {fit} "
+                f"epoch{'s' * (fit > 1)}, so trials compare at equal time"
+            )
+        return min(fit, epochs)
+
     def callback(self, model: Any) -> Any:
         """A Keras callback that feeds this fit's timings back into the cost model."""
-        return _timer_class()(self.cost, dict(self._fit))
+        return _timer_class()(self, dict(self._fit))
 
 
 _TIMER: type | None = None
@@ -192,11 +234,11 @@ def _timer_class() -> type:
         class FitTimer(keras.callbacks.Callback):
             """Per epoch: the first step (tracing), the steady steps and the validation pass."""
 
-            def __init__(self, cost: CostModel, fit: dict[str, Any]) -> None:
+            def __init__(self, guard: TrialGuard, fit: dict[str, Any]) -> None:
                 super().__init__()
-                self.cost, self.fit = cost, fit
+                self.guard, self.cost, self.fit = guard, guard.cost, fit
                 self.record: dict[str, list[float]] = {"step": [], "val": [], "startup": [],
-                                                       "epoch": []}  # fmt: skip
+                                                       "epoch": [], "extra": []}  # fmt: skip
 
             def __deepcopy__(self, memo: dict) -> Any:  # KerasTuner copies callbacks per trial
                 return self
@@ -225,10 +267,14 @@ def _timer_class() -> type:
                     self.record["step"].append(steady)
                     if epoch == 0:  # tracing happens in the first step of the first epoch
                         self.record["startup"].append(max(0.0, self._first - steady))
+                    else:  # iterator start, callbacks: what an epoch costs beyond its steps
+                        rest = total - self._batches * steady - self._val
+                        self.record["extra"].append(max(0.0, rest))
                 if self._val:
                     self.record["val"].append(self._val)
 
             def on_train_end(self, logs: Any = None) -> None:
+                self.guard._ended = time.perf_counter()
                 f = self.fit
                 if f.get("macs"):
                     self.cost.observe(f["key"], f["macs"], f["batch"], f["n_val"], self.record)

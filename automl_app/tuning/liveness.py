@@ -192,18 +192,19 @@ class ChiefWatch:
                 if self._stop.is_set():
                     return
                 if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                    return self._give_up(exc.details())
+                    return self.give_up(exc.details())
                 limit = self.t.chief if self.contacted else self.t.chief_start
                 silent = time.monotonic() - last_ok
                 if silent > limit:
                     what = "lost the chief" if self.contacted else "never reached the chief"
-                    return self._give_up(
+                    return self.give_up(
                         f"{what} at {self.address} for {silent:.0f} s (limit {limit:g} s, "
                         f"{exc.code().name}): it has ended, died or is cut off"
                     )
             self._stop.wait(self.t.heartbeat)
 
-    def _give_up(self, reason: str) -> None:
+    def give_up(self, reason: str) -> None:
+        """Say why in one line and end the process (exit code CHIEF_LOST_EXIT)."""
         self.reason = reason
         self.say(
             f"Error: worker {self.tuner_id} stops: {reason}; its trial is handed out again "
@@ -231,6 +232,24 @@ def watch_chief(timeouts: Timeouts | None = None) -> ChiefWatch:
 
 
 # ------------------------------------------------------------------------------- chief side
+
+
+def forget_ended_retries(oracle: Any) -> list[str]:
+    """Drop ended trials from a reloaded oracle's retry queue; returns their ids.
+
+    KerasTuner's `end_trial` saves oracle.json before it removes the trial from `ongoing_trials`,
+    and `reload()` queues every "ongoing" trial for a re-run: a process killed between the two
+    would run a COMPLETED (or FAILED) trial again on resume. Only a trial still RUNNING, or an
+    INVALID one KerasTuner retries on purpose, stays queued.
+    """
+    queue = getattr(oracle, "_retry_queue", None)
+    if not queue:
+        return []
+    ended = [t for t in queue if str(oracle.trials[t].status) in ("COMPLETED", "FAILED")]
+    if ended:
+        oracle._retry_queue = [t for t in queue if t not in ended]
+        oracle.save()
+    return ended
 
 
 class EventLog:
@@ -293,6 +312,10 @@ def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = Non
         oracle.save()
         return trial.trial_id
 
+    @synchronized
+    def save(oracle) -> None:
+        oracle.save()
+
     class Servicer(oracle_chief.OracleServicer):
         def __init__(self):
             super().__init__(oracle)
@@ -349,6 +372,7 @@ def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = Non
         def EndTrial(self, request, context):
             tid, inst, _ = self._caller(context)
             response = super().EndTrial(request, context)
+            save(oracle)  # KerasTuner saved before dropping the trial from ongoing_trials
             status = proto.TrialStatus.Name(request.trial.status)
             events.write(
                 "end", trial_id=request.trial.trial_id, status=status, tuner_id=tid, instance=inst

@@ -519,16 +519,26 @@ def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> 
     """
     from keras_tuner.src.distribute import utils as dist_utils
 
-    if not dist_utils.is_chief_oracle():
-        watch = None
-        if dist_utils.has_chief_oracle():
-            watch = liveness.watch_chief()
-            liveness.tag_client(tuner.oracle)
+    if not dist_utils.has_chief_oracle():
+        liveness.forget_ended_retries(tuner.oracle)
         tuner.search(*fit_args, **fit_kwargs)
-        if watch is not None:
-            watch.stop()
+        return
+    if not dist_utils.is_chief_oracle():
+        import grpc
+
+        watch = liveness.watch_chief()
+        liveness.tag_client(tuner.oracle)
+        try:
+            tuner.search(*fit_args, **fit_kwargs)
+        except grpc.RpcError as exc:  # the chief went away during a call
+            watch.give_up(
+                f"lost the chief at {watch.address} during a call ({exc.code().name}: "
+                f"{exc.details()})"
+            )
+        watch.stop()
         return
     if "verbose" in fit_kwargs:
         tuner.oracle.verbose = fit_kwargs["verbose"]
+    liveness.forget_ended_retries(tuner.oracle)
     tuner.save()
     serve_oracle(tuner.oracle, poll=poll)

@@ -9,6 +9,7 @@ max_trials may be raised.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -134,13 +135,12 @@ def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, 
     tuner, fit_args = make_search_tuner(
         cfg, space, data, run.dir, say, phase_deadline, n_train=n_explore
     )
-    guard = TrialGuard(phase_deadline, say, tuner.oracle)
+    equal_time = plan is not None and cfg.tuner.tuner != "hyperband"  # Hyperband sets epochs
+    guard = TrialGuard(phase_deadline, say, tuner.oracle, equal_time=equal_time)
     tuner.hypermodel.trial_guard = guard
     prune = cfg.tuner.prune
-    if plan is not None and prune == "none" and cfg.tuner.tuner != "hyperband":
-        prune = "asha"  # successive halving promotes the promising trials to more epochs
     if plan is not None:
-        say(plan.describe(cfg.tuner.epochs, prune))
+        say(plan.describe(cfg.tuner.epochs, prune, equal_time))
     say(
         f"search: {cfg.tuner.tuner} over "
         f"{space.source if space else cfg.space.hypermodel}, max {cfg.tuner.max_trials} "
@@ -237,8 +237,17 @@ def _chance(tuner, best_trial, phases, data, fit_args, final_model) -> dict[str,
     failed = [t for t in trials if str(t.status) == "FAILED"]
     diverged = [t for t in failed if "diverged" in str(t.message or "")]
     train_acc = _trial_metric(best_trial, "accuracy")
+    train_loss = _trial_metric(best_trial, "loss")
+    lr = best_trial.hyperparameters.values.get("learning_rate")
+    lr_text = f", learning_rate={lr:g}" if isinstance(lr, (int, float)) else ""
     if diverged or len(failed) > len(trials) / 2:
         cause = f"{len(diverged) or len(failed)} of {len(trials)} trials diverged or failed"
+        step = "lower the learning rate range of the space (or --set learning_rate=0.001)"
+    elif train_loss is not None and train_loss > 1.5 * math.log(data.info.num_classes):
+        cause = (
+            f"training diverged (training loss {train_loss:.3g}, guessing scores "
+            f"{math.log(data.info.num_classes):.2f}{lr_text})"
+        )
         step = "lower the learning rate range of the space (or --set learning_rate=0.001)"
     elif train_acc is not None and train_acc > out["rate"] + 0.2:
         cause = f"the model fits the training data ({train_acc:.2f}) but not validation"

@@ -2,9 +2,12 @@
 
 A budget is spent the way multi-fidelity methods spend it, with the libraries' own algorithms:
 1. explore: the tuner (the space's defaults first) trains every trial on a seeded subset of the
-   training split, and Optuna's SuccessiveHalvingPruner (`--prune asha`, unless another pruner or
-   Hyperband was chosen) promotes the promising trials to more epochs; TrialGuard shrinks or skips
-   a trial that cannot finish before the phase ends. The phase ends at EXPLORE_SHARE of the budget.
+   training split (SUBSET_FRACTION of it, at least SUBSET_MIN examples), with the chosen pruner
+   (`--prune asha`: Optuna's SuccessiveHalvingPruner promotes the promising trials to more epochs)
+   or Hyperband's own brackets. TrialGuard gives a configuration dearer than the first trial (the
+   defaults) fewer epochs, so trials are compared at the time the refit will pay for them, and
+   shrinks or skips a trial that cannot finish before the phase ends, which is at EXPLORE_SHARE
+   of the budget.
 2. final: the best configuration is trained again from scratch on the whole training split for as
    many epochs as the rest of the budget allows (predicted from its own measured epochs), with the
    learning-rate schedule it was tuned under stretched over those epochs. Validation decides
@@ -34,6 +37,7 @@ RESERVE_MIN_S, RESERVE_MAX_S = 10.0, 45.0
 SUBSET_MIN = 5000  # never explore on fewer training examples than this (or all of them)
 SUBSET_FRACTION = 0.25
 MAX_REFIT_EPOCHS = 100
+SAFETY = 1.1  # epochs are planned 10% longer than predicted: a busy machine varies
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class BudgetSchedule:
     def refit_deadline(self) -> Deadline:
         return Deadline(at=self.deadline.at - self.reserve_s, seconds=self.deadline.seconds)
 
-    def describe(self, epochs: int, prune: str) -> str:
+    def describe(self, epochs: int, prune: str, equal_time: bool = False) -> str:
         data = (
             f"{self.subset:,} of {self.n_train:,} training examples"
             if self.subset
@@ -57,7 +61,10 @@ class BudgetSchedule:
         )
         return (
             f"budget {self.deadline.seconds:.0f}s: explore for {self.explore.remaining():.0f}s on "
-            f"{data} (up to {epochs} epochs a trial{', prune ' + prune if prune != 'none' else ''})"
+            f"{data} (up to {epochs} epochs a trial"
+            + (", fewer for configurations dearer than the first" if equal_time else "")
+            + (f", prune {prune}" if prune != "none" else "")
+            + ")"
             f", then refit the best on all of them; {self.reserve_s:.0f}s kept for evaluation "
             "and export"
         )
@@ -162,7 +169,7 @@ def refit(
     key = str(best_trial.trial_id)
     per_epoch = cost.epoch_seconds(macs, batch, n_train, 0, key=key)
     left = stop.remaining() - cost.startup() - cost.val_seconds(macs, n_val(fit_args))
-    epochs = min(int(left // per_epoch), MAX_REFIT_EPOCHS) if per_epoch else 0
+    epochs = min(int(left // (SAFETY * per_epoch)), MAX_REFIT_EPOCHS) if per_epoch else 0
     trained = int(best_trial.best_step or 0) + 1
     phase["fidelity"] = {"train_examples": n_train, "epochs": epochs}
     if epochs < 1 or epochs * n_train < trained * trial_examples:
@@ -211,7 +218,9 @@ def refit(
         )
         return None, phase
     say(f"final: {summary} after {ran} epochs in {phase['seconds']:.0f}s (the exported model)")
-    return model, phase
+    clean = hypermodel.build(hp)  # the weights without the optimizer's state and schedule
+    clean.set_weights(model.get_weights())
+    return clean, phase
 
 
 def n_val(fit_args: dict[str, Any]) -> int:

@@ -306,6 +306,19 @@ def test_guard_shrinks_then_skips_a_trial_that_cannot_finish():
     assert budget.skip_reason("ValueError: boom") is None
 
 
+def test_equal_time_gives_dearer_configurations_fewer_epochs():
+    from automl_app.tuning.guard import TrialGuard
+
+    lines: list[str] = []
+    guard = TrialGuard(None, lines.append, equal_time=True)
+    # The first trial (the defaults): 3 epochs of 10 steps at 0.1 s = 3 s.
+    guard.cost.observe("0", 2368, 32, 0, {"step": [0.1], "epoch": [1.0, 1.0, 1.0]})
+    assert guard.plan(_dense(32), {"batch_size": 32}, 320, 0, 3) == 3  # the same cost: all 3
+    dear = _dense(256, layers=2)  # ~40x the work per step: one epoch, not three
+    assert guard.plan(dear, {"batch_size": 32}, 320, 0, 3) == 1
+    assert lines[-1].endswith("shrunk to 1 epoch, so trials compare at equal time")
+
+
 def test_skipped_trials_do_not_count_as_failures(tmp_path):
     class Skips(SleepyModel):
         def fit(self, hp, model, *args, **kwargs):

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 from automl_app import runs
 from automl_app.cli import cli
 from automl_app.errors import DataError, UsageError
-from automl_app.runs.files import DiskFullError, read_csv
+from automl_app.runs.files import DiskFullError
+from automl_app.runs.trials import read_csv
 
 SEARCH = ["search", "image", "--space", "fcn", "--set", "num_layers=2", "--set", "layer_size=32",
           "--max-samples", "200", "--epochs", "1", "--seed", "0", "--max-trials", "2"]  # fmt: skip

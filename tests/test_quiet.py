@@ -87,3 +87,25 @@ def test_verbose_shows_tensorflow_logs():
     if sys.platform == "linux" and platform.machine() == "x86_64":
         # TensorFlow's x86 Linux build always logs its oneDNN / CPU-feature notes at load.
         assert "oneDNN" in proc.stderr or "cpu_feature_guard" in proc.stderr, proc.stderr[-3000:]
+
+
+def _search(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in _STRIP}
+    cmd = [sys.executable, "-m", "automl_app.cli", "search", "image", "--dataset", "digits",
+           "--space", "fcn", "--max-trials", "1", "--epochs", "1", "--max-samples", "200",
+           "--run-dir", str(tmp_path / f"run{len(extra)}"), *extra]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_a_cli_search_is_quiet_and_verbose_shows_the_logs(tmp_path):
+    """The issue's acceptance: a real `automl search` subprocess, stderr free of TensorFlow noise;
+    with --verbose the logs come back."""
+    proc = _search(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test accuracy" in proc.stdout
+    noisy = [line for line in proc.stderr.splitlines() if any(n in line for n in NOISE)]
+    assert not noisy, "\n".join(noisy)
+    loud = _search(tmp_path, "--verbose")
+    assert loud.returncode == 0, loud.stderr[-3000:]
+    if sys.platform == "linux" and platform.machine() == "x86_64":
+        assert "oneDNN" in loud.stderr or "cpu_feature_guard" in loud.stderr, loud.stderr[-3000:]

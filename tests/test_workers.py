@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from automl_app.errors import UsageError
-from automl_app.tuning import liveness, workers
+from automl_app.tuning import chief, liveness, workers
 
 ROLE_SCRIPT = textwrap.dedent(
     """
@@ -231,6 +231,8 @@ def test_read_events_waits_for_complete_lines(tmp_path):
 
 
 def test_watch_gives_up_on_a_chief_that_never_answers():
+    import keras_tuner  # noqa: F401  (imported here, not timed in the watch's thread)
+
     said, codes = [], []
     watch = liveness.ChiefWatch(
         f"127.0.0.1:{workers.free_port()}",
@@ -248,7 +250,7 @@ def test_watch_gives_up_on_a_chief_that_never_answers():
 CHILD_OF = textwrap.dedent(
     """
     import subprocess, sys, time
-    from automl_app.tuning.workers import die_with_parent
+    from automl_app.tuning.liveness import die_with_parent
     child = subprocess.Popen(die_with_parent([sys.executable, "-c", "import time; time.sleep(60)"]))
     print(child.pid, flush=True)
     time.sleep(60)
@@ -288,7 +290,7 @@ def test_a_completed_trial_is_not_rerun_after_a_kill_between_end_and_save(tmp_pa
     reloaded = _oracle(tmp_path)
     reloaded.reload()
     assert reloaded._retry_queue == [trial.trial_id]  # KerasTuner would run it again
-    assert liveness.forget_ended_retries(reloaded) == [trial.trial_id]
+    assert chief.forget_ended_retries(reloaded) == [trial.trial_id]
     assert reloaded._retry_queue == [] and reloaded.create_trial("tuner0").trial_id != "0"
 
 
@@ -301,7 +303,7 @@ def test_chief_declares_a_silent_worker_lost_and_hands_its_trial_to_the_next(tmp
 
     oracle = _oracle(tmp_path)
     events = liveness.EventLog(tmp_path / "events.jsonl")
-    servicer = liveness.make_servicer(
+    servicer = chief.make_servicer(
         oracle, events, liveness.Timeouts(worker=0.5), say=lambda _: None
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))

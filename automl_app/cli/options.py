@@ -79,8 +79,9 @@ time_budget = click.option(
     "--time-budget",
     metavar="DURATION",
     default=None,
-    help="Wall-clock budget, e.g. 90s, 10m, 2h: no trial starts past it, the running one stops "
-    "at it, the best finished trial is still exported.",
+    help="Wall-clock budget, e.g. 90s, 10m, 2h, evaluation and export included: no trial starts "
+    "that cannot finish; a KerasTuner search explores on a subset of the training data, then "
+    "refits the best configuration on all of it for the time left.",
 )
 tuner = click.option(
     "--tuner",

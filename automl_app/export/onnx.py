@@ -46,7 +46,7 @@ def export_onnx(
     if missing:
         raise UsageError(
             f"ONNX export needs the packages {', '.join(NEEDS)}; missing: {', '.join(missing)} "
-            f"(pip install {' '.join(missing)})"
+            f"(pip install 'automl-app[onnx]')"
         )
     import keras
 

@@ -191,11 +191,14 @@ class SpaceHyperModel(kt.HyperModel):
         n_val = int(validation_data.cardinality()) if validation_data is not None else 0
         _guarded_epochs(self.trial_guard, model, hp, n_train, n_val, kwargs)
         runs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
+        per_epoch = kwargs.get("steps_per_epoch") or _steps(n_train, bs)  # partial epochs repeat
         schedule = hp.values.get("lr_schedule", defaults["lr_schedule"])
-        apply_schedule(model, schedule, _steps(n_train, bs) * max(runs, 1))
+        apply_schedule(model, schedule, int(per_epoch) * max(runs, 1))
         shift = float(hp.values.get("augment_shift") or 0.0)
         flip = bool(hp.values.get("augment_flip"))
         train = batches(x, bs, shuffle=True, seed=self.seed, shift=shift, flip=flip)
+        if kwargs.get("steps_per_epoch"):
+            train = train.repeat()
         val = None
         if validation_data is not None:
             val = batches(validation_data, VAL_BATCH, shuffle=False, seed=None)

@@ -2,8 +2,7 @@
 
 A crash or a full disk never leaves a half-written record: readers see the old file or the new
 one. On a write error the temporary file is removed and the old file stays as it was; a full disk
-is one DiskFullError line that says so. `read_csv` refuses a damaged trial table with one line, or
-rebuilds it from trials.jsonl (its source) when that is intact.
+is one DiskFullError line that says so.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -155,65 +153,3 @@ def _csv_cell(v: Any) -> Any:
     if isinstance(v, float):
         return f"{v:.8g}"  # learning rates like 4.0554607e-03 keep their digits
     return v
-
-
-def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Read a trials.csv back (values stay strings; callers convert what they need).
-
-    A damaged table (not text, empty, a row with more or fewer fields than the header, a cut last
-    line) is rebuilt from the trials.jsonl next to it when that one is intact, with a warning
-    line on stderr; otherwise a DataError names the file, the damage and the way out.
-    """
-    path = Path(path)
-    try:
-        rows, problem = _parse_csv(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        rows, problem = [], f"not UTF-8 text (byte {exc.start})"
-    if problem is None:
-        return rows
-    source = path.with_name("trials.jsonl")
-    if path.name == "trials.csv" and source.is_file():
-        from automl_app.runs.trials import csv_table, load_rows, trial_key
-
-        try:
-            by_id = load_rows(path.parent)
-        except DataError as exc:
-            raise DataError(f"{path} is damaged ({problem}) and so is its source: {exc}") from None
-        text = csv_table([by_id[k] for k in sorted(by_id, key=trial_key)])
-        try:
-            atomic_write_text(path, text)
-            done = f"rewrote it from {source.name}"
-        except OSError as exc:
-            done = f"read {source.name} instead (could not rewrite it: {exc})"
-        sys.stderr.write(f"warning: {path} was damaged ({problem}); {done}\n")
-        return _parse_csv(text)[0]
-    raise DataError(
-        f"{path} is damaged ({problem}); restore it from a backup (no trials.jsonl next to it "
-        "to rebuild it from)"
-    )
-
-
-def _parse_csv(text: str) -> tuple[list[dict[str, str]], str | None]:
-    """Rows of a CSV text, and what is wrong with it (None when nothing is)."""
-    if not text.strip():
-        return [], "empty: truncated?"
-    try:
-        records = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        return [], f"not a CSV table ({exc})"
-    header = records[0]
-    if "trial_id" not in header:
-        return [], f"its header has no trial_id column (it reads {','.join(header)[:60]!r})"
-    rows = []
-    for n, fields in enumerate(records[1:], 1):
-        if not fields:
-            continue
-        if len(fields) != len(header):
-            return [], (
-                f"row {n} has {len(fields)} fields, the header {len(header)}: truncated or "
-                "hand-edited?"
-            )
-        rows.append(dict(zip(header, fields, strict=True)))
-    if not text.endswith("\n"):
-        return [], f"row {len(records) - 1} is cut short (no end of line): truncated?"
-    return rows, None

@@ -168,54 +168,45 @@ class TrialGuard:
         predicted = self.cost.fit_seconds(macs, batch, n_train, n_val, epochs)
         if predicted is None:
             return epochs
-        predicted *= SAFETY
+        per_epoch = self.cost.epoch_seconds(macs, batch, n_train, n_val) or 0.0
+        wanted, note, why = epochs, "", ""
+        if self.equal_time and self.cost.trial_seconds and epochs > 1 and per_epoch > 0:
+            reference = next(iter(self.cost.trial_seconds.values()))
+            if per_epoch * epochs > EQUAL_TIME_SLACK * reference:
+                epochs = max(1, min(epochs, int(EQUAL_TIME_SLACK * reference // per_epoch)))
+                note = (
+                    f"{wanted} epochs would take about {per_epoch * wanted:.0f}s, "
+                    f"{per_epoch * wanted / reference:.1f}x the first trial"
+                )
+                why = ", so trials compare at equal time"
+        if self.deadline is not None:
+            left = self.deadline.remaining()
+            fit = int((left - self.cost.startup()) // (SAFETY * per_epoch)) if per_epoch else epochs
+            if fit < 1:
+                reason = (
+                    f"predicted {per_epoch + self.cost.startup():.0f}s for one epoch, "
+                    f"{max(left, 0):.0f}s left in this phase"
+                )
+                self._say(f"{label}: not started, {reason}")
+                import keras_tuner
+
+                raise keras_tuner.errors.FailedTrialError(f"{SKIPPED} {reason}")
+            if fit < epochs:
+                epochs, why = fit, ""
+                note = (
+                    f"{wanted} epochs would take about {SAFETY * predicted:.0f}s, "
+                    f"{max(left, 0):.0f}s left in this phase"
+                )
+        if epochs < wanted:
+            self._say(f"{label}: {note}: shrunk to {epochs} epoch{'s' * (epochs > 1)}{why}")
+            return epochs
         median = self.cost.median_trial()
         if median and predicted > SLOW_TRIAL_FACTOR * median:
             self._say(
                 f"{label}: predicted {predicted:.0f}s, {predicted / median:.1f}x the median "
                 f"trial ({median:.0f}s): {model.count_params():,} parameters, batch {batch}"
             )
-        epochs = self._equal_time(label, macs, batch, n_train, n_val, epochs)
-        predicted = SAFETY * self.cost.fit_seconds(macs, batch, n_train, n_val, epochs)
-        if self.deadline is None:
-            return epochs
-        left = self.deadline.remaining()
-        if predicted <= left:
-            return epochs
-        per_epoch = SAFETY * (self.cost.epoch_seconds(macs, batch, n_train, n_val) or predicted)
-        fit = int((left - self.cost.startup()) // per_epoch) if per_epoch > 0 else 0
-        if fit >= 1:
-            self._say(
-                f"{label}: {epochs} epochs would take about {predicted:.0f}s, {left:.0f}s left "
-                f"in this phase: shrunk to {fit} epoch{'s' * (fit > 1)}"
-            )
-            return min(fit, epochs)
-        reason = (
-            f"predicted {per_epoch + self.cost.startup():.0f}s for one epoch, "
-            f"{max(left, 0):.0f}s left in this phase"
-        )
-        self._say(f"{label}: not started, {reason}")
-        import keras_tuner
-
-        raise keras_tuner.errors.FailedTrialError(f"{SKIPPED} {reason}")
-
-    def _equal_time(self, label: str, macs: int, batch: int, n: int, n_val: int, epochs: int):
-        """With `equal_time`, a trial gets the epochs that fit the first trial's time (the
-        defaults'), so configurations are compared at the cost the final refit will pay."""
-        if not self.equal_time or not self.cost.trial_seconds or epochs <= 1:
-            return epochs
-        reference = next(iter(self.cost.trial_seconds.values()))
-        per_epoch = self.cost.epoch_seconds(macs, batch, n, n_val) or 0.0
-        if per_epoch * epochs <= EQUAL_TIME_SLACK * reference:
-            return epochs
-        fit = max(1, int(EQUAL_TIME_SLACK * reference // per_epoch))
-        if fit < epochs:
-            self._say(
-                f"{label}: {epochs} epochs would take about {per_epoch * epochs:.0f}s, "
-                f"{per_epoch * epochs / reference:.1f}x the first trial: {fit} "
-                f"epoch{'s' * (fit > 1)}, so trials compare at equal time"
-            )
-        return min(fit, epochs)
+        return epochs
 
     def callback(self, model: Any) -> Any:
         """A Keras callback that feeds this fit's timings back into the cost model."""

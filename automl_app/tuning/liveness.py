@@ -4,14 +4,16 @@ its chief waits forever for the trial of a dead worker, issues #915/#990).
 
 * Every worker call carries its tuner id and a per-process instance id as gRPC metadata, and a
   thread of the worker (`ChiefWatch`) calls the chief every `heartbeat` seconds.
-* The chief (`make_servicer`) notes when it last heard from each instance. One silent for `worker`
-  seconds (SIGSTOP, a cut link, a frozen host) is declared lost: its trial goes back to KerasTuner's
-  retry queue, so the next worker that asks runs it, and the lost instance's later calls are
-  refused (it would otherwise report a trial another worker now runs).
+* The chief (chief.py) notes when it last heard from each worker. One silent for `worker` seconds
+  (SIGSTOP, a cut link, a frozen host) is declared lost: its trial goes back to KerasTuner's retry
+  queue, so the next worker that asks runs it, and the lost process's later calls are refused (it
+  would otherwise report a trial another worker now runs).
 * A worker exits with one line when its chief has been unreachable for `chief` seconds
   (`chief_start` before the first contact: the chief may still be loading data) or refused it.
 * The chief appends every assignment, end and loss to RUN_DIR/workers/events.jsonl (the launcher
   reads it: restarts a lost local worker, records the faults in run.json).
+* Every process the launcher starts dies with it (`die_with_parent`), and SIGTERM stops the
+  launcher like Ctrl-C (`sigterm_interrupts`): no orphan chief or worker holds the port.
 
 Knobs (seconds, environment, so every role of a search reads the same): AUTOML_HEARTBEAT_S (5),
 AUTOML_WORKER_TIMEOUT_S (60), AUTOML_CHIEF_TIMEOUT_S (60), AUTOML_CHIEF_START_TIMEOUT_S (600).
@@ -23,12 +25,13 @@ from __future__ import annotations
 import collections
 import json
 import os
+import signal
 import socket
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,42 @@ def instance_id() -> str:
 def _metadata(tuner_id: str, heartbeat: bool = False) -> tuple[tuple[str, str], ...]:
     md = ((_TUNER_KEY, tuner_id), (_INSTANCE_KEY, _INSTANCE))
     return md + (((_HEARTBEAT_KEY, "1"),) if heartbeat else ())
+
+
+# ---------------------------------------------------------- the launcher's children and itself
+
+
+# Run as `python -c _DIE_WITH_PARENT PARENT_PID ARGV...`: the kernel kills the role when the
+# launcher dies, even by SIGKILL (set before exec, so it holds for any command; the parent-pid
+# check closes the window between fork and prctl).
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def die_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` wrapped so that the process is killed when this process dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
+
+
+def sigterm_interrupts() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM raises KeyboardInterrupt (main thread
+    only), so a `kill` stops the children and leaves the run `interrupted` like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends us at once
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, old)
 
 
 # ------------------------------------------------------------------------------ worker side
@@ -231,25 +270,7 @@ def watch_chief(timeouts: Timeouts | None = None) -> ChiefWatch:
     return _watch
 
 
-# ------------------------------------------------------------------------------- chief side
-
-
-def forget_ended_retries(oracle: Any) -> list[str]:
-    """Drop ended trials from a reloaded oracle's retry queue; returns their ids.
-
-    KerasTuner's `end_trial` saves oracle.json before it removes the trial from `ongoing_trials`,
-    and `reload()` queues every "ongoing" trial for a re-run: a process killed between the two
-    would run a COMPLETED (or FAILED) trial again on resume. Only a trial still RUNNING, or an
-    INVALID one KerasTuner retries on purpose, stays queued.
-    """
-    queue = getattr(oracle, "_retry_queue", None)
-    if not queue:
-        return []
-    ended = [t for t in queue if str(oracle.trials[t].status) in ("COMPLETED", "FAILED")]
-    if ended:
-        oracle._retry_queue = [t for t in queue if t not in ended]
-        oracle.save()
-    return ended
+# ------------------------------------------------------------------------ the chief's record
 
 
 class EventLog:
@@ -285,143 +306,3 @@ def read_events(path: str | os.PathLike, offset: int = 0) -> tuple[list[dict[str
         except ValueError:
             continue
     return events, offset + end
-
-
-def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = None, say=print):
-    """KerasTuner's OracleServicer plus heartbeats, lost-worker detection and the event log.
-
-    Returns the servicer; call its `reap()` periodically (serve_oracle does, every poll).
-    """
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-    from keras_tuner.src.engine.oracle import synchronized
-
-    t = timeouts or Timeouts.from_env()
-    proto = protos.get_proto()
-
-    @synchronized
-    def requeue(oracle, tuner_id: str, trial_id: str | None) -> str | None:
-        """Take `tuner_id` out of the search; its ongoing trial (if still `trial_id`) is retried."""
-        oracle.tuner_ids.discard(tuner_id)
-        trial = oracle.ongoing_trials.get(tuner_id)
-        if trial is None or trial.trial_id != trial_id:
-            return None
-        oracle.ongoing_trials.pop(tuner_id)
-        oracle._retry_queue.append(trial.trial_id)
-        oracle.save()
-        return trial.trial_id
-
-    @synchronized
-    def save(oracle) -> None:
-        oracle.save()
-
-    class Servicer(oracle_chief.OracleServicer):
-        def __init__(self):
-            super().__init__(oracle)
-            self.lock = threading.Lock()
-            self.last_seen: dict[str, float] = {}  # instance → monotonic time
-            self.holder: dict[str, str] = {}  # tuner id → its latest instance
-            self.lost: dict[str, str] = {}  # instance → why
-            self.faults: list[dict[str, Any]] = []
-
-        def _caller(self, context) -> tuple[str | None, str | None, bool]:
-            md = dict(context.invocation_metadata() or ())
-            inst, tid = md.get(_INSTANCE_KEY), md.get(_TUNER_KEY)
-            if inst is None:  # a plain KerasTuner client: served, not watched
-                return None, None, False
-            with self.lock:
-                if inst in self.lost:
-                    why = self.lost[inst]
-                else:
-                    why = None
-                    if inst not in self.last_seen:
-                        events.write("join", tuner_id=tid, instance=inst, peer=context.peer())
-                    self.last_seen[inst] = time.monotonic()
-                    self.holder[tid] = inst
-            if why is not None:
-                context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
-            return tid, inst, md.get(_HEARTBEAT_KEY) == "1"
-
-        def GetSpace(self, request, context):
-            if self._caller(context)[2]:  # a heartbeat: no oracle lock, no payload
-                return protos.get_service().GetSpaceResponse()
-            return super().GetSpace(request, context)
-
-        def UpdateSpace(self, request, context):
-            self._caller(context)
-            return super().UpdateSpace(request, context)
-
-        def CreateTrial(self, request, context):
-            tid, inst, _ = self._caller(context)
-            response = super().CreateTrial(request, context)
-            if response.trial.status == proto.TrialStatus.RUNNING:
-                events.write(
-                    "assign",
-                    trial_id=response.trial.trial_id,
-                    tuner_id=request.tuner_id,
-                    instance=inst,
-                    peer=context.peer(),
-                )
-            return response
-
-        def UpdateTrial(self, request, context):
-            self._caller(context)
-            return super().UpdateTrial(request, context)
-
-        def EndTrial(self, request, context):
-            tid, inst, _ = self._caller(context)
-            response = super().EndTrial(request, context)
-            save(oracle)  # KerasTuner saved before dropping the trial from ongoing_trials
-            status = proto.TrialStatus.Name(request.trial.status)
-            events.write(
-                "end", trial_id=request.trial.trial_id, status=status, tuner_id=tid, instance=inst
-            )
-            return response
-
-        def GetTrial(self, request, context):
-            self._caller(context)
-            return super().GetTrial(request, context)
-
-        def GetBestTrials(self, request, context):
-            self._caller(context)
-            return super().GetBestTrials(request, context)
-
-        def reap(self) -> list[dict[str, Any]]:
-            """Declare lost every watched tuner silent for `worker` s; requeue its trial."""
-            now = time.monotonic()
-            found = []
-            ongoing = {k: v.trial_id for k, v in list(oracle.ongoing_trials.items())}
-            for tid in set(ongoing) | set(oracle.tuner_ids):
-                with self.lock:
-                    inst = self.holder.get(tid)
-                    if inst is None or inst in self.lost:
-                        continue
-                    silent = now - self.last_seen[inst]
-                    if silent <= t.worker:
-                        continue
-                    self.lost[inst] = (
-                        f"the chief declared worker {tid} lost after {silent:.0f} s without a "
-                        f"heartbeat (limit {t.worker:g} s) and gave its trial to another worker"
-                    )
-                trial_id = requeue(oracle, tid, ongoing.get(tid))
-                record = events.write(
-                    "lost",
-                    tuner_id=tid,
-                    instance=inst,
-                    trial_id=trial_id,
-                    silent_s=round(silent, 1),
-                )
-                self.faults.append(record)
-                found.append(record)
-                say(
-                    f"chief: worker {tid} silent for {silent:.0f} s (limit {t.worker:g} s); "
-                    + (
-                        f"trial {trial_id} goes to the next worker"
-                        if trial_id
-                        else "it held no trial"
-                    )
-                )
-            return found
-
-    return Servicer()

@@ -30,8 +30,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +47,6 @@ __all__ = [
     "launch",
     "parse_oracle",
     "search",
-    "serve_oracle",
     "tuner_id",
     "worker_env",
 ]
@@ -174,25 +171,6 @@ class LaunchResult:
         return self.error is None and self.returncodes.get(CHIEF) == 0
 
 
-# Run as `python -c _DIE_WITH_PARENT PARENT_PID ARGV...`: the kernel kills the role when the
-# launcher dies, even by SIGKILL (set before exec, so it holds for any command; the parent-pid
-# check closes the window between fork and prctl).
-_DIE_WITH_PARENT = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
-    "if os.getppid() != int(sys.argv[1]):\n"
-    "    sys.exit(1)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
-)
-
-
-def die_with_parent(argv: Sequence[str]) -> list[str]:
-    """`argv` wrapped so that the process is killed when this process dies (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return list(argv)
-    return [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
-
-
 class _Role:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path):
         self.name, self.argv, self.env, self.log = name, argv, env, log
@@ -228,7 +206,7 @@ class _Role:
             fh.flush()
             # A session of its own: Ctrl-C reaches only the launcher, which stops the group.
             self.proc = subprocess.Popen(
-                die_with_parent(self.argv),
+                liveness.die_with_parent(self.argv),
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=fh,
@@ -344,7 +322,7 @@ def launch(
             w.finish()
             on_line(f"{why}; giving up on it ({max_restarts} restarts used)")
 
-    restore_sigterm = _sigterm_interrupts()
+    restore_sigterm = liveness.sigterm_interrupts()
     try:
         for r in roles.values():
             r.start()
@@ -447,20 +425,6 @@ def _is_current(role: _Role, instance: str | None) -> bool:
     return role.proc is not None and role.proc.pid == pid and role.poll() is None
 
 
-def _sigterm_interrupts() -> Callable[[], None]:
-    """Until the returned function is called, SIGTERM raises KeyboardInterrupt (main thread
-    only), so a `kill` stops the children and leaves the run `interrupted` like Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def interrupt(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends us at once
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    old = signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, old)
-
-
 def _describe_rc(rc: int) -> str:
     if rc < 0:
         try:
@@ -468,45 +432,6 @@ def _describe_rc(rc: int) -> str:
         except ValueError:
             return f"signal {-rc}"
     return f"exit code {rc}"
-
-
-def serve_oracle(oracle: Any, poll: float = 0.5, timeouts: liveness.Timeouts | None = None) -> None:
-    """KerasTuner's `oracle_chief.start_server`, with a short poll, liveness and a server that stops.
-
-    Same servicer (plus heartbeats and lost-worker detection, liveness.make_servicer), same exit
-    test (a worker got STOPPED, no ongoing trial, no tuner id left) and, besides, no trial waiting
-    in the retry queue; checked every `poll` s instead of every 20 s. Events go to
-    $AUTOML_WORKERS_DIR/events.jsonl (set by `launch`; else next to the tuner project).
-    """
-    from concurrent import futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-    folder = os.environ.get("AUTOML_WORKERS_DIR") or Path(oracle._project_dir).parent / "workers"
-    events = liveness.EventLog(Path(folder) / liveness.EVENTS)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = liveness.make_servicer(oracle, events, timeouts)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    if server.add_insecure_port(address) == 0:
-        raise RuntimeError(f"the chief cannot listen on {address} (port in use?)")
-    server.start()
-    events.write("serve", address=address, pid=os.getpid())
-    try:
-        while True:
-            servicer.reap()
-            if (
-                servicer.stop_triggered
-                and oracle_chief.exit_chief(oracle)
-                and not oracle._retry_queue
-            ):
-                break
-            time.sleep(poll)
-    finally:
-        server.stop(grace=2).wait()
-    events.write("done", trials=len(oracle.trials))
 
 
 def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> None:
@@ -519,8 +444,10 @@ def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> 
     """
     from keras_tuner.src.distribute import utils as dist_utils
 
+    from automl_app.tuning import chief
+
     if not dist_utils.has_chief_oracle():
-        liveness.forget_ended_retries(tuner.oracle)
+        chief.forget_ended_retries(tuner.oracle)
         tuner.search(*fit_args, **fit_kwargs)
         return
     if not dist_utils.is_chief_oracle():
@@ -539,6 +466,6 @@ def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> 
         return
     if "verbose" in fit_kwargs:
         tuner.oracle.verbose = fit_kwargs["verbose"]
-    liveness.forget_ended_retries(tuner.oracle)
+    chief.forget_ended_retries(tuner.oracle)
     tuner.save()
-    serve_oracle(tuner.oracle, poll=poll)
+    chief.serve_oracle(tuner.oracle, poll=poll)

@@ -233,6 +233,8 @@ def _chance(tuner, best_trial, phases, data, fit_args, final_model) -> dict[str,
     if acc is None:
         return {"within_noise": False, "val_accuracy": None}
     out = chance_check(acc, data.y_val, data.info.num_classes)
+    if not out["within_noise"]:
+        return out
     trials = list(tuner.oracle.trials.values())
     failed = [t for t in trials if str(t.status) == "FAILED"]
     diverged = [t for t in failed if "diverged" in str(t.message or "")]

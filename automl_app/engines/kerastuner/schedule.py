@@ -139,6 +139,19 @@ def _clearly_worse(refit: dict[str, float], trial_score: float, objective: Any, 
     return worse and abs(value - trial_score) > 0.05 * abs(trial_score)
 
 
+def _plan_steps(cost: CostModel, model: Any, hp: Any, key: str, n_train: int, left: float):
+    """(steps to train, steps per epoch, predicted seconds per epoch) for the time `left`."""
+    from automl_app.models.cost import forward_macs
+
+    batch = int(hp.values.get("batch_size") or 32)
+    per_epoch = cost.epoch_seconds(forward_macs(model), batch, n_train, 0, key=key)
+    steps_per_epoch = max(1, -(-n_train // batch))
+    if not per_epoch:
+        return 0, steps_per_epoch, None
+    fraction = min(left / (SAFETY * per_epoch), MAX_REFIT_EPOCHS)
+    return int(fraction * steps_per_epoch), steps_per_epoch, per_epoch
+
+
 def refit(
     tuner: Any,
     best_trial: Any,
@@ -148,9 +161,11 @@ def refit(
     trial_examples: int,
     say: Say,
 ) -> tuple[Any, dict[str, Any]]:
-    """Phase 2: the best configuration on all training examples for the epochs left.
+    """Phase 2: the best configuration on all training examples for the time left.
 
-    Returns (the model to export or None to keep the best trial's, the phase record).
+    The refit trains a whole number of steps (epochs may end part-way: a space's data repeats),
+    as many as its measured step time fits before the reserve. Returns (the model to export, or
+    None to keep the best trial's, and the phase record).
     """
     import keras
 
@@ -164,15 +179,20 @@ def refit(
     phase: dict[str, Any] = {"phase": "final", "trials": 1, "data": "train", "seconds": 0.0}
     stop = schedule.refit_deadline()
     model = hypermodel.build(hp)
-    macs = forward_macs(model)
-    batch = int(hp.values.get("batch_size") or 32)
+    left = (
+        stop.remaining() - cost.startup() - cost.val_seconds(forward_macs(model), n_val(fit_args))
+    )
     key = str(best_trial.trial_id)
-    per_epoch = cost.epoch_seconds(macs, batch, n_train, 0, key=key)
-    left = stop.remaining() - cost.startup() - cost.val_seconds(macs, n_val(fit_args))
-    epochs = min(int(left // (SAFETY * per_epoch)), MAX_REFIT_EPOCHS) if per_epoch else 0
+    steps, per_epoch_steps, per_epoch = _plan_steps(cost, model, hp, key, n_train, left)
+    arrays = "y_train" in fit_args  # a user hypermodel's numpy arrays: whole epochs only
+    if arrays:
+        steps = (steps // per_epoch_steps) * per_epoch_steps
+    epochs = -(-steps // per_epoch_steps) if steps else 0
+    planned = round(steps / per_epoch_steps, 2)
     trained = int(best_trial.best_step or 0) + 1
-    phase["fidelity"] = {"train_examples": n_train, "epochs": epochs}
-    if epochs < 1 or epochs * n_train < trained * trial_examples:
+    batch = int(hp.values.get("batch_size") or 32)
+    phase["fidelity"] = {"train_examples": n_train, "epochs": planned}
+    if steps < 1 or steps * batch < trained * trial_examples:
         why = (
             f"{max(left, 0):.0f}s left, one epoch on all {n_train:,} examples takes about "
             f"{per_epoch:.0f}s"
@@ -184,24 +204,30 @@ def refit(
     schedule_name = hp.values.get("lr_schedule", "constant")
     say(
         f"final: trial {best_trial.trial_id}'s configuration on all {n_train:,} training examples "
-        f"for {epochs} epochs ({schedule_name} learning rate over them), about "
-        f"{epochs * per_epoch:.0f}s of the {stop.remaining():.0f}s left"
+        f"for {planned:g} epochs ({schedule_name} learning rate over them), about "
+        f"{planned * per_epoch:.0f}s of the {stop.remaining():.0f}s left"
     )
-    hypermodel_guard, hypermodel.trial_guard = getattr(hypermodel, "trial_guard", None), None
-    args = (fit_args["train"],) if "y_train" not in fit_args else (
-        fit_args["train"], fit_args["y_train"],
-    )  # fmt: skip
+    guard, hypermodel.trial_guard = getattr(hypermodel, "trial_guard", None), None
+    args = (fit_args["train"], fit_args["y_train"]) if arrays else (fit_args["train"],)
+    kwargs: dict[str, Any] = {"epochs": epochs, "verbose": 0}
+    if not arrays:
+        kwargs["steps_per_epoch"] = -(-steps // epochs)
     callbacks = [keras.callbacks.TerminateOnNaN(), deadline_callback(stop)]
     try:
-        history = hypermodel.fit(hp, model, *args, epochs=epochs, callbacks=callbacks, verbose=0)
+        history = hypermodel.fit(hp, model, *args, callbacks=callbacks, **kwargs)
     finally:
-        hypermodel.trial_guard = hypermodel_guard
+        hypermodel.trial_guard = guard
     ran = len((getattr(history, "history", None) or {}).get("loss", []))
     metrics = _val_metrics(hypermodel, model, fit_args)
     worse = _clearly_worse(metrics, best_trial.score, tuner.oracle.objective, n_val(fit_args))
+    ran_epochs = round(ran * kwargs.get("steps_per_epoch", per_epoch_steps) / per_epoch_steps, 2)
     phase.update(
         {
-            "fidelity": {"train_examples": n_train, "epochs": ran, "planned_epochs": epochs},
+            "fidelity": {
+                "train_examples": n_train,
+                "epochs": ran_epochs,
+                "planned_epochs": planned,
+            },
             "lr_schedule": schedule_name,
             "trial_id": best_trial.trial_id,
             **{k: round(v, 6) for k, v in metrics.items()},
@@ -213,11 +239,14 @@ def refit(
     summary = f"{name}={metrics[name]:.4f}" if name in metrics else ""
     if worse:
         say(
-            f"final: {summary} after {ran} epochs is worse than trial {best_trial.trial_id}'s "
-            f"{best_trial.score:.4f}; its own model is exported"
+            f"final: {summary} after {ran_epochs:g} epochs is worse than trial "
+            f"{best_trial.trial_id}'s {best_trial.score:.4f}; its own model is exported"
         )
         return None, phase
-    say(f"final: {summary} after {ran} epochs in {phase['seconds']:.0f}s (the exported model)")
+    say(
+        f"final: {summary} after {ran_epochs:g} epochs in {phase['seconds']:.0f}s "
+        "(the exported model)"
+    )
     clean = hypermodel.build(hp)  # the weights without the optimizer's state and schedule
     clean.set_weights(model.get_weights())
     return clean, phase

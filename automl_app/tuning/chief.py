@@ -1,0 +1,225 @@
+"""The chief of a parallel search: KerasTuner's oracle served over gRPC, with liveness.
+
+`serve_oracle` is KerasTuner's `oracle_chief.start_server` with three changes: the servicer
+(`make_servicer`) also takes heartbeats, declares a worker silent for `Timeouts.worker` seconds
+lost and hands its trial to the next worker (liveness.py says why), and records every trial
+handed out, ended or taken back in RUN_DIR/workers/events.jsonl; the end of the search is checked
+every 0.5 s instead of every 20 s; and it never ends while a trial waits in the retry queue.
+`forget_ended_retries` fixes KerasTuner's resume of a trial that had already ended.
+KerasTuner and grpc are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from automl_app.tuning.liveness import (
+    _HEARTBEAT_KEY,
+    _INSTANCE_KEY,
+    _TUNER_KEY,
+    EVENTS,
+    EventLog,
+    Timeouts,
+)
+
+
+def forget_ended_retries(oracle: Any) -> list[str]:
+    """Drop ended trials from a reloaded oracle's retry queue; returns their ids.
+
+    KerasTuner's `end_trial` saves oracle.json before it removes the trial from `ongoing_trials`,
+    and `reload()` queues every "ongoing" trial for a re-run: a process killed between the two
+    would run a COMPLETED (or FAILED) trial again on resume. Only a trial still RUNNING, or an
+    INVALID one KerasTuner retries on purpose, stays queued.
+    """
+    queue = getattr(oracle, "_retry_queue", None)
+    if not queue:
+        return []
+    ended = [t for t in queue if str(oracle.trials[t].status) in ("COMPLETED", "FAILED")]
+    if ended:
+        oracle._retry_queue = [t for t in queue if t not in ended]
+        oracle.save()
+    return ended
+
+
+def serve_oracle(oracle: Any, poll: float = 0.5, timeouts: Timeouts | None = None) -> None:
+    """KerasTuner's `oracle_chief.start_server`, with a short poll, liveness and a server that stops.
+
+    Same servicer (plus heartbeats and lost-worker detection, make_servicer), same exit
+    test (a worker got STOPPED, no ongoing trial, no tuner id left) and, besides, no trial waiting
+    in the retry queue; checked every `poll` s instead of every 20 s. Events go to
+    $AUTOML_WORKERS_DIR/events.jsonl (set by `launch`; else next to the tuner project).
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    folder = os.environ.get("AUTOML_WORKERS_DIR") or Path(oracle._project_dir).parent / "workers"
+    events = EventLog(Path(folder) / EVENTS)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = make_servicer(oracle, events, timeouts)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    if server.add_insecure_port(address) == 0:
+        raise RuntimeError(f"the chief cannot listen on {address} (port in use?)")
+    server.start()
+    events.write("serve", address=address, pid=os.getpid())
+    try:
+        while True:
+            servicer.reap()
+            if (
+                servicer.stop_triggered
+                and oracle_chief.exit_chief(oracle)
+                and not oracle._retry_queue
+            ):
+                break
+            time.sleep(poll)
+    finally:
+        server.stop(grace=2).wait()
+    events.write("done", trials=len(oracle.trials))
+
+
+def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = None, say=print):
+    """KerasTuner's OracleServicer plus heartbeats, lost-worker detection and the event log.
+
+    Returns the servicer; call its `reap()` periodically (serve_oracle does, every poll).
+    """
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+    from keras_tuner.src.engine.oracle import synchronized
+
+    t = timeouts or Timeouts.from_env()
+    proto = protos.get_proto()
+
+    @synchronized
+    def requeue(oracle, tuner_id: str, trial_id: str | None) -> str | None:
+        """Take `tuner_id` out of the search; its ongoing trial (if still `trial_id`) is retried."""
+        oracle.tuner_ids.discard(tuner_id)
+        trial = oracle.ongoing_trials.get(tuner_id)
+        if trial is None or trial.trial_id != trial_id:
+            return None
+        oracle.ongoing_trials.pop(tuner_id)
+        oracle._retry_queue.append(trial.trial_id)
+        oracle.save()
+        return trial.trial_id
+
+    @synchronized
+    def save(oracle) -> None:
+        oracle.save()
+
+    class Servicer(oracle_chief.OracleServicer):
+        def __init__(self):
+            super().__init__(oracle)
+            self.lock = threading.Lock()
+            # A worker is (tuner id, instance): a restarted worker keeps its id, not its instance.
+            self.last_seen: dict[tuple[str, str], float] = {}  # worker → monotonic time
+            self.holder: dict[str, str] = {}  # tuner id → its latest instance
+            self.lost: dict[tuple[str, str], str] = {}  # worker → why
+            self.faults: list[dict[str, Any]] = []
+
+        def _caller(self, context) -> tuple[str | None, str | None, bool]:
+            md = dict(context.invocation_metadata() or ())
+            inst, tid = md.get(_INSTANCE_KEY), md.get(_TUNER_KEY)
+            if inst is None:  # a plain KerasTuner client: served, not watched
+                return None, None, False
+            with self.lock:
+                if (tid, inst) in self.lost:
+                    why = self.lost[tid, inst]
+                else:
+                    why = None
+                    if (tid, inst) not in self.last_seen:
+                        events.write("join", tuner_id=tid, instance=inst, peer=context.peer())
+                    self.last_seen[tid, inst] = time.monotonic()
+                    self.holder[tid] = inst
+            if why is not None:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
+            return tid, inst, md.get(_HEARTBEAT_KEY) == "1"
+
+        def GetSpace(self, request, context):
+            if self._caller(context)[2]:  # a heartbeat: no oracle lock, no payload
+                return protos.get_service().GetSpaceResponse()
+            return super().GetSpace(request, context)
+
+        def UpdateSpace(self, request, context):
+            self._caller(context)
+            return super().UpdateSpace(request, context)
+
+        def CreateTrial(self, request, context):
+            tid, inst, _ = self._caller(context)
+            response = super().CreateTrial(request, context)
+            if response.trial.status == proto.TrialStatus.RUNNING:
+                events.write(
+                    "assign",
+                    trial_id=response.trial.trial_id,
+                    tuner_id=request.tuner_id,
+                    instance=inst,
+                    peer=context.peer(),
+                )
+            return response
+
+        def UpdateTrial(self, request, context):
+            self._caller(context)
+            return super().UpdateTrial(request, context)
+
+        def EndTrial(self, request, context):
+            tid, inst, _ = self._caller(context)
+            response = super().EndTrial(request, context)
+            save(oracle)  # KerasTuner saved before dropping the trial from ongoing_trials
+            status = proto.TrialStatus.Name(request.trial.status)
+            events.write(
+                "end", trial_id=request.trial.trial_id, status=status, tuner_id=tid, instance=inst
+            )
+            return response
+
+        def GetTrial(self, request, context):
+            self._caller(context)
+            return super().GetTrial(request, context)
+
+        def GetBestTrials(self, request, context):
+            self._caller(context)
+            return super().GetBestTrials(request, context)
+
+        def reap(self) -> list[dict[str, Any]]:
+            """Declare lost every watched tuner silent for `worker` s; requeue its trial."""
+            now = time.monotonic()
+            found = []
+            ongoing = {k: v.trial_id for k, v in list(oracle.ongoing_trials.items())}
+            for tid in set(ongoing) | set(oracle.tuner_ids):
+                with self.lock:
+                    inst = self.holder.get(tid)
+                    if inst is None or (tid, inst) in self.lost:
+                        continue
+                    silent = now - self.last_seen[tid, inst]
+                    if silent <= t.worker:
+                        continue
+                    self.lost[tid, inst] = (
+                        f"the chief declared worker {tid} lost after {silent:.0f} s without a "
+                        f"heartbeat (limit {t.worker:g} s) and gave its trial to another worker"
+                    )
+                trial_id = requeue(oracle, tid, ongoing.get(tid))
+                record = events.write(
+                    "lost",
+                    tuner_id=tid,
+                    instance=inst,
+                    trial_id=trial_id,
+                    silent_s=round(silent, 1),
+                )
+                self.faults.append(record)
+                found.append(record)
+                say(
+                    f"chief: worker {tid} silent for {silent:.0f} s (limit {t.worker:g} s); "
+                    + (
+                        f"trial {trial_id} goes to the next worker"
+                        if trial_id
+                        else "it held no trial"
+                    )
+                )
+            return found
+
+    return Servicer()

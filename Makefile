@@ -17,6 +17,15 @@ $(STAMP): pyproject.toml
 
 install: venv
 
+# System packages the tests drive: Debian's Chromium (the report and dashboard are checked in a real
+# headless browser through Playwright; its own browser download cannot reach its host here) and
+# iproute2 (the two-host test makes network namespaces). Needs root (CI is); elsewhere it says so.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v ip >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium iproute2; \
+	else echo "make browser: not root; install chromium and iproute2 with apt to run the browser tests"; fi
+
 # A short real search on Fashion-MNIST (offline files: AUTOML_DATA_DIR=../shared/datasets):
 # the CNN space, starting from its default configuration, then two TPE proposals.
 demo: venv
@@ -25,7 +34,7 @@ demo: venv
 	  --max-trials 3 --epochs 2 --max-samples 6000 --seed 1 --run-dir runs/demo --overwrite
 
 # The whole suite, slow end-to-end tests included.
-test: venv
+test: venv browser
 	$(BIN)/python -m pytest -q
 
 test-fast: venv

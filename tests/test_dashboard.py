@@ -38,6 +38,13 @@ CHROMIUM_ARGS = [
 ]
 
 
+def _missing(reason: str) -> None:
+    """Skip where the browser is missing, but fail in CI, which installs it (make browser)."""
+    import os
+
+    (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)(reason)
+
+
 def fake_run(run_dir: Path, objective: str = "val_accuracy") -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"status": "running", "config": {"tuner": {"objective": objective}}}
@@ -262,11 +269,11 @@ def test_dashboard_answers_with_trials_while_the_search_runs(live_search):
 def test_trials_page_in_headless_chromium(live_search):
     """The dashboard's trial list (0.21's trials table; its /trialTable route draws nothing)."""
     if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)")
+        _missing(f"{CHROMIUM} not found (make browser, or apt-get install -y chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the Python package playwright is not installed (pip install playwright)")
+        _missing("the Python package playwright is not installed (pip install playwright)")
     errors: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

@@ -1,15 +1,18 @@
 """A trial that exhausts memory is recorded `failed` with "out of memory"; the search goes on.
 
 The configuration is far too large for any machine (a 64 x 4e9 dense kernel, 1 TB): TensorFlow
-refuses the allocation (ResourceExhaustedError) instead of the kernel's OOM killer stepping in.
-The resident memory of a long search is measured by bench/memory_50_trials.py.
+refuses the allocation (ResourceExhaustedError). When the kernel's OOM killer steps in instead
+(SIGKILL), a parallel search re-runs the trial once on a fresh worker, then records it failed
+(chief.MAX_RUNS). The resident memory of a long search is measured by bench/memory_50_trials.py.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 
@@ -59,3 +62,44 @@ def test_trial_that_exhausts_memory_is_recorded_failed_and_the_search_goes_on(tm
     assert "[failed]" in out.stdout and "error: out of memory" in out.stdout
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["status"] == "completed" and manifest["search"]["failed"] == 1
+
+
+KILLER = """
+import os, signal, keras
+
+def build(hp):
+    units = hp.Choice("units", [8, 9, 12, 16, 24, 32])
+    if units == 9 and os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief":
+        os.kill(os.getpid(), signal.SIGKILL)  # what the kernel's OOM killer does
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(units, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+"""
+
+
+@pytest.mark.slow
+def test_trial_whose_worker_is_oom_killed_runs_twice_then_is_recorded_failed(tmp_path):
+    from automl_app.tuning import chief, liveness
+
+    (tmp_path / "killer.py").write_text(KILLER)
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "automl_app.cli", "search", "image", "--hypermodel",
+            f"{tmp_path / 'killer.py'}:build", "--enqueue", '{"units": 9}', "--max-samples",
+            "200", "--epochs", "1", "--max-trials", "3", "--workers", "2", "--seed", "0",
+            "--run-dir", str(run)]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, env={**os.environ})
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = {
+        r["trial_id"]: r
+        for r in map(json.loads, (run / "trials.jsonl").read_text().split("\n")[:-1])
+    }
+    killer = [r for r in rows.values() if r["hp_units"] == 9]
+    assert len(rows) == 3 and len(killer) == 1 and killer[0]["status"] == "failed"
+    assert killer[0]["error"].startswith("the worker running it died each of the 2 times (out of")
+    assert sorted(r["status"] for r in rows.values()) == ["completed", "completed", "failed"]
+    events = liveness.read_events(run / "workers" / liveness.EVENTS)[0]
+    handed = Counter(e["trial_id"] for e in events if e["event"] == "assign")
+    assert handed[killer[0]["trial_id"]] == chief.MAX_RUNS  # one re-run, then given up
+    assert [e["trial_id"] for e in events if e["event"] == "given_up"] == [killer[0]["trial_id"]]

@@ -11,6 +11,7 @@ KerasTuner and grpc are imported inside functions.
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -84,6 +85,25 @@ def serve_oracle(oracle: Any, poll: float = 0.5, timeouts: Timeouts | None = Non
     events.write("done", trials=len(oracle.trials))
 
 
+MAX_RUNS = 2  # a trial handed out this often without ending (its workers died) is failed
+
+
+def _record_failed(run_dir: Path, trial: Any, message: str) -> None:
+    """The row a worker would have written for a trial that never ended on any worker."""
+    from automl_app.runs.trials import load_rows, save_rows, trials_lock
+
+    with trials_lock(run_dir):
+        rows = load_rows(run_dir)
+        rows[trial.trial_id] = {
+            "trial_id": trial.trial_id,
+            "status": "failed",
+            "objective": None,
+            "error": message,
+            **{f"hp_{k}": v for k, v in trial.hyperparameters.values.items()},
+        }
+        save_rows(run_dir, rows)
+
+
 def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = None, say=print):
     """KerasTuner's OracleServicer plus heartbeats, lost-worker detection and the event log.
 
@@ -113,6 +133,18 @@ def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = Non
     def save(oracle) -> None:
         oracle.save()
 
+    @synchronized
+    def fail(oracle, tuner_id: str, trial_id: str, message: str) -> bool:
+        """End `tuner_id`'s ongoing trial as FAILED, with a row in the trial table."""
+        trial = oracle.ongoing_trials.get(tuner_id)
+        if trial is None or trial.trial_id != trial_id:
+            return False
+        trial.status, trial.message = "FAILED", message
+        oracle.end_trial(trial)
+        oracle.save()
+        _record_failed(Path(oracle._project_dir).parent, trial, message)
+        return True
+
     class Servicer(oracle_chief.OracleServicer):
         def __init__(self):
             super().__init__(oracle)
@@ -122,6 +154,7 @@ def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = Non
             self.holder: dict[str, str] = {}  # tuner id → its latest instance
             self.lost: dict[tuple[str, str], str] = {}  # worker → why
             self.faults: list[dict[str, Any]] = []
+            self.handed: collections.Counter[str] = collections.Counter()  # trial id → runs
 
         def _caller(self, context) -> tuple[str | None, str | None, bool]:
             md = dict(context.invocation_metadata() or ())
@@ -152,16 +185,32 @@ def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = Non
 
         def CreateTrial(self, request, context):
             tid, inst, _ = self._caller(context)
-            response = super().CreateTrial(request, context)
-            if response.trial.status == proto.TrialStatus.RUNNING:
-                events.write(
-                    "assign",
-                    trial_id=response.trial.trial_id,
-                    tuner_id=request.tuner_id,
-                    instance=inst,
-                    peer=context.peer(),
+            while True:
+                response = super().CreateTrial(request, context)
+                trial_id = response.trial.trial_id
+                if response.trial.status != proto.TrialStatus.RUNNING:
+                    return response
+                with self.lock:
+                    self.handed[trial_id] += 1
+                    runs = self.handed[trial_id]
+                if runs <= MAX_RUNS:
+                    events.write(
+                        "assign",
+                        trial_id=trial_id,
+                        tuner_id=request.tuner_id,
+                        instance=inst,
+                        peer=context.peer(),
+                    )
+                    return response
+                # Handed out MAX_RUNS times and never ended: its workers died running it.
+                message = (
+                    f"the worker running it died each of the {MAX_RUNS} times (out of memory? "
+                    "the kernel's OOM killer sends SIGKILL; see RUN_DIR/workers/*.log)"
                 )
-            return response
+                if fail(oracle, request.tuner_id, trial_id, message):
+                    record = events.write("given_up", trial_id=trial_id, error=message)
+                    self.faults.append(record)
+                    say(f"chief: trial {trial_id} failed: {message}")
 
         def UpdateTrial(self, request, context):
             self._caller(context)

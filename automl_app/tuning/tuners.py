@@ -24,7 +24,7 @@ import numpy as np
 from automl_app import interrupts
 from automl_app.errors import SearchError, UsageError
 from automl_app.models.hypermodel import describe
-from automl_app.runs.trials import FIRST_COLUMNS, load_rows, save_rows  # noqa: F401
+from automl_app.runs.trials import FIRST_COLUMNS, load_rows, save_rows, trials_lock  # noqa: F401
 from automl_app.tuning import TUNER_NAMES as TUNERS
 from automl_app.tuning import budget
 from automl_app.tuning.enqueue import attach_queue, with_defaults_first
@@ -151,7 +151,7 @@ class RecordingMixin:
     def _record(self, trial) -> None:
         """Record under a file lock: parallel workers share one trial table."""
         trial = self.oracle.get_trial(trial.trial_id)  # scored by the (possibly remote) oracle
-        with _trials_lock(self._run_dir):
+        with trials_lock(self._run_dir):
             self._rows.update(load_rows(self._run_dir))  # rows other workers wrote
             self._record_row(trial)
 
@@ -266,19 +266,6 @@ class RecordingMixin:
             ckpt = Path(self._get_checkpoint_fname(trial.trial_id))
             if ckpt.exists():
                 ckpt.unlink()
-
-
-@contextlib.contextmanager
-def _trials_lock(run_dir: Path):
-    """An exclusive lock on RUN_DIR/.trials.lock (workers on one machine or a shared disk)."""
-    import fcntl
-
-    with open(Path(run_dir) / ".trials.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def release_memory() -> None:

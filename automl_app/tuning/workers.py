@@ -353,8 +353,8 @@ def launch(
                     again(spare, why, fault)
                 else:
                     result.faults.append({**fault, "restarted": False})
-                    on_line(f"worker {ev.get('tuner_id')} went silent for {ev.get('silent_s')} s "
-                            f"({held}); the chief hands its trial to the next worker")  # fmt: skip
+                    silent = f"worker {ev.get('tuner_id')} went silent for {ev.get('silent_s')} s"
+                    on_line(f"{silent} ({held}); the chief hands its trial to the next worker")
             for w in workers:
                 rc = w.poll()
                 if w.done or rc is None:

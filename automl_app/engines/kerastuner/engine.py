@@ -18,7 +18,11 @@ from typing import Any
 from automl_app import runs
 from automl_app.config import SearchConfig, validate_search
 from automl_app.engines.base import Plan
-from automl_app.engines.kerastuner.parallel import parallel_stop_summary, run_parallel
+from automl_app.engines.kerastuner.parallel import (
+    parallel_stop_summary,
+    reload_search_tuner,
+    run_parallel,
+)
 from automl_app.engines.kerastuner.setup import load_space, make_search_tuner
 from automl_app.errors import SearchError
 
@@ -73,7 +77,7 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> dict[str, Any]
     if parallel:
         t0 = time.time()
         launched = run_parallel(cfg, run_dir, say)
-        tuner, fit_args = make_search_tuner(cfg, space, data, run_dir, say, None, lr_find=False)
+        tuner, fit_args = reload_search_tuner(cfg, space, data, run_dir, say)
         stop = parallel_stop_summary(tuner, cfg, launched)
         _say_stop(tuner, stop, say)
         phases = [_phase("search", tuner, len(data.x_train), cfg.tuner.epochs, t0)]
@@ -82,7 +86,7 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> dict[str, Any]
         tuner, fit_args, stop, phases, final = _explore_and_refit(
             cfg, space, data, run, deadline, say
         )
-        best_trial, best_model = _best(tuner, stop)
+        best_trial, best_model = _best(tuner, stop, load=final is None)
         if final is not None:
             best_model = final
     run.update(search=stop, phases=phases)

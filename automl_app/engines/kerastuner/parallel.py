@@ -115,6 +115,26 @@ def run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> dict[str, Any]:
     return launch_record(res)
 
 
+def reload_search_tuner(cfg: SearchConfig, space, data, run_dir: Path, say: Say):
+    """The finished parallel search's tuner and fit args, reloaded as the chief saved it.
+
+    KerasTuner reloads a project through the tuner file of the reading process's tuner id
+    (`tuner0.json` by default), and a local worker that never finished a trial (killed each
+    time) leaves none: the chief's `chief.json` is always there.
+    """
+    import os
+
+    before = os.environ.get("KERASTUNER_TUNER_ID")
+    os.environ["KERASTUNER_TUNER_ID"] = "chief"  # no KERASTUNER_ORACLE_IP: a plain reload
+    try:
+        return make_search_tuner(cfg, space, data, run_dir, say, None, lr_find=False)
+    finally:
+        if before is None:
+            os.environ.pop("KERASTUNER_TUNER_ID", None)
+        else:
+            os.environ["KERASTUNER_TUNER_ID"] = before
+
+
 def launch_record(res) -> dict[str, Any]:
     """run.json's record of a parallel search: who ran what, restarts and faults."""
     from collections import Counter

@@ -32,8 +32,8 @@ from automl_app.tuning.guard import CostModel
 Say = Callable[[str], None]
 
 EXPLORE_SHARE = 0.35  # of the budget left after the reserve
-RESERVE_SHARE = 0.06  # evaluation, export, report
-RESERVE_MIN_S, RESERVE_MAX_S = 10.0, 45.0
+RESERVE_SHARE = 0.08  # evaluation, export, report
+RESERVE_MIN_S, RESERVE_MAX_S = 12.0, 60.0
 SUBSET_MIN = 5000  # never explore on fewer training examples than this (or all of them)
 SUBSET_FRACTION = 0.25
 MAX_REFIT_EPOCHS = 100
@@ -213,12 +213,16 @@ def refit(
     if not arrays:
         kwargs["steps_per_epoch"] = -(-steps // epochs)
     callbacks = [keras.callbacks.TerminateOnNaN(), deadline_callback(stop)]
+    t_fit = time.time()
     try:
         history = hypermodel.fit(hp, model, *args, callbacks=callbacks, **kwargs)
     finally:
         hypermodel.trial_guard = guard
+    phase["fit_seconds"] = round(time.time() - t_fit, 2)
     ran = len((getattr(history, "history", None) or {}).get("loss", []))
+    t_val = time.time()
     metrics = _val_metrics(hypermodel, model, fit_args)
+    phase["val_seconds"] = round(time.time() - t_val, 2)
     worse = _clearly_worse(metrics, best_trial.score, tuner.oracle.objective, n_val(fit_args))
     ran_epochs = round(ran * kwargs.get("steps_per_epoch", per_epoch_steps) / per_epoch_steps, 2)
     phase.update(

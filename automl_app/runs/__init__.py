@@ -1,0 +1,66 @@
+"""The run directory: one lifecycle (lifecycle.py), atomic files (files.py), the trial table
+(trials.py). Layout in DESIGN.md; every engine writes the same files through these functions."""
+
+from automl_app.runs.files import (
+    _json_default,
+    atomic_replace_dir,
+    atomic_save_figure,
+    atomic_write_json,
+    atomic_write_text,
+    write_csv,
+)
+from automl_app.runs.lifecycle import (
+    LOCK,
+    MANIFEST,
+    SCHEMA_VERSION,
+    Run,
+    RunLock,
+    load_manifest,
+    lock,
+    open_run,
+    prepare_run_dir,
+    start,
+    test_metrics,
+    update,
+    versions,
+)
+from automl_app.runs.trials import (
+    FIRST_COLUMNS,
+    TRIALS_CSV,
+    TRIALS_JSONL,
+    load_rows,
+    read_csv,
+    save_rows,
+    trial_key,
+    write_trial_table,
+)
+
+__all__ = [
+    "FIRST_COLUMNS",
+    "LOCK",
+    "MANIFEST",
+    "SCHEMA_VERSION",
+    "TRIALS_CSV",
+    "TRIALS_JSONL",
+    "Run",
+    "RunLock",
+    "_json_default",
+    "atomic_replace_dir",
+    "atomic_save_figure",
+    "atomic_write_json",
+    "atomic_write_text",
+    "load_manifest",
+    "load_rows",
+    "lock",
+    "open_run",
+    "prepare_run_dir",
+    "read_csv",
+    "save_rows",
+    "start",
+    "test_metrics",
+    "trial_key",
+    "update",
+    "versions",
+    "write_csv",
+    "write_trial_table",
+]

@@ -113,7 +113,7 @@ def test_commands_import_without_tensorflow_and_run_standalone():
         "print(len(c.COMMANDS))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.strip() == "9", out.stderr
+    assert out.returncode == 0 and out.stdout.strip() == "10", out.stderr
     out = subprocess.run(
         [sys.executable, "-m", "automl_app.cli", "--help"],
         capture_output=True,

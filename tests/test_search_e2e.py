@@ -273,6 +273,8 @@ def test_kerastuner_search_on_an_image_folder(tmp_path):
             "1",
             "--epochs",
             "3",
+            "--image-size",
+            "16",
             "--run-dir",
             str(run),
         ],

@@ -11,12 +11,13 @@ from __future__ import annotations
 import click
 
 from automl_app import __version__
+from automl_app.cli.options import CONTEXT
 from automl_app.cli.runs import COMMANDS as RUN_COMMANDS
 from automl_app.cli.search import search as search_group
 from automl_app.cli.train import scan_images_cmd, train_scratch_cmd
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="automl")
 def cli() -> None:
     """Keras-native AutoML: search a model for your data, train baselines, export for serving."""

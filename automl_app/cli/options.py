@@ -13,6 +13,9 @@ import click
 from automl_app.config import ENGINES, PRUNER_NAMES, TUNER_NAMES
 from automl_app.data.datasets import IMAGE_DATASETS
 
+# Every command declares these itself: Click caches a command's help option the first time it is
+# built, so a command first invoked on its own would otherwise lose "-h" for good.
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 AK_TUNERS = ("greedy", "random", "bayesian", "hyperband")
 AK_BLOCKS = ("auto", "vanilla", "resnet", "xception", "efficientnet")
 TASKS = ("auto", "classification", "regression")

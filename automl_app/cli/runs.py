@@ -20,7 +20,7 @@ def _quiet(verbose: bool) -> None:
     set_verbose(verbose)
 
 
-@click.command("runs")
+@click.command("runs", context_settings=o.CONTEXT)
 @click.argument("root", required=False, default="runs", type=click.Path(path_type=str))
 @handles_errors
 def runs_cmd(root: str) -> None:
@@ -34,7 +34,7 @@ def runs_cmd(root: str) -> None:
     click.echo(analysis.format_runs(rows))
 
 
-@click.command("report")
+@click.command("report", context_settings=o.CONTEXT)
 @o.run_dir_argument
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--open", "open_", is_flag=True, help="Open report/index.html in a browser.")
@@ -52,7 +52,7 @@ def report_cmd(run_dir: str, top: int, open_: bool, verbose: bool) -> None:
             click.echo(f"no browser available; open {uri}")
 
 
-@click.command("select")
+@click.command("select", context_settings=o.CONTEXT)
 @o.run_dir_argument
 @click.option(
     "--where",
@@ -77,7 +77,7 @@ def select_cmd(run_dir: str, where: str | None, by: str, verbose: bool) -> None:
     analysis.select(run_dir, where=where, by=by, say=click.echo)
 
 
-@click.command("evaluate")
+@click.command("evaluate", context_settings=o.CONTEXT)
 @click.argument("source", metavar="RUN_DIR|SAVED_MODEL", type=click.Path(path_type=str))
 @click.option("--dataset", default=None, help="Named dataset [default: the run's own].")
 @click.option(
@@ -107,7 +107,7 @@ def evaluate_cmd(
     )
 
 
-@click.command("reproduce")
+@click.command("reproduce", context_settings=o.CONTEXT)
 @o.run_dir_argument
 @click.option("--top", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--seeds", type=click.IntRange(min=2), default=3, show_default=True)
@@ -128,7 +128,7 @@ def reproduce_cmd(run_dir: str, top: int, seeds: int, trials: str | None, verbos
     analysis.reproduce(run_dir, top=top, seeds=seeds, say=click.echo, trials=ids)
 
 
-@click.command("tensorboard")
+@click.command("tensorboard", context_settings=o.CONTEXT)
 @o.run_dir_argument
 @click.option("--port", type=click.IntRange(0, 65535), default=6006, show_default=True)
 @handles_errors
@@ -145,7 +145,7 @@ def tensorboard_cmd(run_dir: str, port: int) -> None:
         click.echo("TensorBoard stopped.")
 
 
-@click.command("dashboard")
+@click.command("dashboard", context_settings=o.CONTEXT)
 @o.run_dir_argument
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="0 picks a free port.")  # fmt: skip
@@ -165,7 +165,7 @@ def dashboard_cmd(run_dir: str, port: int, host: str) -> None:
         click.echo("dashboard stopped.")
 
 
-@click.command("export")
+@click.command("export", context_settings=o.CONTEXT)
 @o.run_dir_argument
 @click.option(
     "--format",
@@ -200,7 +200,7 @@ def export_cmd(run_dir: str, fmt: str, quantize: str, out: str | None, verbose: 
     workflows.export_run(run_dir, out, format=fmt, quantize=quantize, say=echo)
 
 
-@click.command("worker")
+@click.command("worker", context_settings=o.CONTEXT)
 @click.option(
     "--run-dir",
     required=True,
@@ -233,7 +233,7 @@ def worker_cmd(run_dir: str, oracle: str, tuner_id: str | None, verbose: bool) -
     workflows.worker(run_dir, say=echo)
 
 
-@click.command("spaces")
+@click.command("spaces", context_settings=o.CONTEXT)
 def spaces_cmd() -> None:
     """List the shipped search spaces."""
     from automl_app import spaces

@@ -16,7 +16,7 @@ from automl_app.cli.common import echo, handles_errors
 from automl_app.errors import UsageError
 
 
-@click.group()
+@click.group(context_settings=o.CONTEXT)
 def search() -> None:
     """Search a model with KerasTuner (or AutoKeras) and export the best one."""
 
@@ -110,7 +110,7 @@ def _search(kind: str, opts: dict[str, Any]) -> None:
     workflows.search(build_config(kind, opts), say=echo)
 
 
-@search.command("image")
+@search.command("image", context_settings=o.CONTEXT)
 @o.engine
 @o.image_data_options
 @o.kerastuner_options
@@ -125,7 +125,7 @@ def search_image(**opts: Any) -> None:
     _search("image", opts)
 
 
-@search.command("text")
+@search.command("text", context_settings=o.CONTEXT)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -146,7 +146,7 @@ def search_text(**opts: Any) -> None:
     _search("text", opts)
 
 
-@search.command("structured")
+@search.command("structured", context_settings=o.CONTEXT)
 @o.csv
 @o.target
 @click.option(
@@ -172,7 +172,7 @@ def search_structured(**opts: Any) -> None:
     _search("structured", opts)
 
 
-@search.command("multi")
+@search.command("multi", context_settings=o.CONTEXT)
 @click.option(
     "--spec",
     type=click.Path(dir_okay=False),

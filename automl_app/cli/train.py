@@ -17,7 +17,7 @@ RECIPE_FLAGS = ("alpha", "batch_size", "epochs", "optimizer", "lr", "momentum", 
 DEFAULT_RECIPE = {"folder": "mobilenetv2_scratch", "named": "mobilenetv2_small"}
 
 
-@click.command("scan-images")
+@click.command("scan-images", context_settings=o.CONTEXT)
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option(
     "--output",
@@ -63,7 +63,7 @@ def scan_images_cmd(
     click.echo(result.summary(), err=to_err)
 
 
-@click.command("train-scratch")
+@click.command("train-scratch", context_settings=o.CONTEXT)
 @click.argument("model", type=click.Choice(["mobilenetv2"]))
 @click.option(
     "--recipe",

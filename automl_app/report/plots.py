@@ -227,7 +227,8 @@ def lr_curve(manifest: Mapping[str, Any]) -> tuple[list[float], list[float], str
         if manifest.get(key):
             vals = [float(v) for v in manifest[key]]
             return list(range(1, len(vals) + 1)), vals, "logged per epoch"
-    cfg = manifest.get("config") or {}
+    # The recipe (schema 2 keeps it under `recipe`; older scratch runs under `config`).
+    cfg = manifest.get("recipe") or manifest.get("config") or {}
     counts = (manifest.get("data") or {}).get("counts") or {}
     if manifest.get("command") != "train-scratch" or not cfg.get("schedule"):
         raise Skip("not a train-scratch run (no learning-rate schedule)")

@@ -27,10 +27,10 @@ browser:
 	else echo "make browser: not root; install chromium and iproute2 with apt to run the browser tests"; fi
 
 # A short real search on Fashion-MNIST (offline files: AUTOML_DATA_DIR=../shared/datasets):
-# the CNN space, starting from its default configuration, then two TPE proposals.
+# the CNN space: its default configuration first (every search starts there), then TPE proposals.
 demo: venv
 	AUTOML_DATA_DIR=$${AUTOML_DATA_DIR:-$(CURDIR)/../shared/datasets} $(BIN)/automl search image \
-	  --dataset fashion_mnist --space cnn --tuner tpe --enqueue '{"batch_size": 64}' \
+	  --dataset fashion_mnist --space cnn --tuner tpe \
 	  --max-trials 3 --epochs 2 --max-samples 6000 --seed 1 --run-dir runs/demo --overwrite
 
 # The whole suite, slow end-to-end tests included.

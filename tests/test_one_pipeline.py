@@ -265,3 +265,16 @@ def test_tflite_export_of_search_and_train_scratch_runs_matches_the_saved_model(
     np.testing.assert_allclose(got, want, atol=0.1 if quantize == "int8" else 1e-3)
     exports = runs.load_manifest(run_dir)["exports"]
     assert any(e["agreement"] >= 0.9 for e in exports.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["autokeras-32", "scratch-32"])
+def test_mlflow_logs_autokeras_and_train_scratch_runs(folder_runs, name, tmp_path):
+    """--mlflow is applied by the lifecycle, so it works for every engine's run."""
+    mlflow = pytest.importorskip("mlflow")
+    from automl_app.integrations.mlflow import log_mlflow
+
+    uri = (tmp_path / "mlruns").as_uri()
+    parent = log_mlflow(folder_runs[name]["dir"], uri, say=lambda _l: None)
+    run = mlflow.tracking.MlflowClient(tracking_uri=uri).get_run(parent)
+    assert "test_accuracy" in run.data.metrics

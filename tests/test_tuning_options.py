@@ -52,6 +52,7 @@ def test_enqueued_configurations_run_first(tmp_path):
         '{"learning_rate": 0.003, "optimizer": "adam"}',
         "--enqueue",
         str(extra),
+        "--no-defaults-first",  # every search starts at the defaults (issue 13) unless told not to
     )
     assert res.exit_code == 0, res.output
     r = rows(run)

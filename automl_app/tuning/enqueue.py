@@ -112,13 +112,13 @@ _CLASSES: dict[type, type] = {}
 def with_defaults_first(
     configs: list[dict[str, Any]], defaults_first: bool
 ) -> list[dict[str, Any]]:
-    """The queue of a search: `configs` (--enqueue, --lr-find's suggestion: the user's explicit
-    choices run first, as they asked), then the defaults (unless turned off) — before any tuner's
-    own proposal either way, so by validation a search is never worse than its defaults.
+    """The queue of a search: the defaults first (unless turned off: `--no-defaults-first`), then
+    `configs` (--enqueue, --lr-find's suggestion), then the tuner's own proposals. The defaults'
+    measured epochs are also what the budget guard predicts every later trial's cost from.
 
     A configuration given with `--lr-find` or `--enqueue` that the defaults already cover runs once.
     """
-    return [*configs, DEFAULTS] if defaults_first else list(configs)
+    return [DEFAULTS, *configs] if defaults_first else list(configs)
 
 
 def attach_queue(oracle: Any, configs: list[dict[str, Any]]) -> Any:

@@ -308,6 +308,7 @@ def launch(
     deadline = None if timeout is None else time.monotonic() + timeout
     chief_ended_at: float | None = None
     workers_ended_at: float | None = None
+    orphaned: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def again(w: _Role, why: str, fault: dict[str, Any]) -> None:
         """Start `w` again if it has restarts left, else leave it finished; record the fault."""
@@ -353,6 +354,8 @@ def launch(
                     again(spare, why, fault)
                 else:
                     result.faults.append({**fault, "restarted": False})
+                    if ev.get("trial_id"):  # re-handed to a local worker; if they all end first,
+                        orphaned.append((ev, fault))  # one of them is started again below
                     silent = f"worker {ev.get('tuner_id')} went silent for {ev.get('silent_s')} s"
                     on_line(f"{silent} ({held}); the chief hands its trial to the next worker")
             for w in workers:
@@ -374,6 +377,16 @@ def launch(
             if all(w.done for w in workers):
                 if chief.done:
                     break
+                if orphaned:  # a lost remote worker's trial nobody here picked up: run it here
+                    ev, fault = orphaned.pop(0)
+                    spare = min(workers, key=lambda w: w.attempts)
+                    why = (
+                        f"trial {ev.get('trial_id')} of lost worker {ev.get('tuner_id')} is still "
+                        f"open and every local worker has ended; worker {spare.name} runs it"
+                    )
+                    again(spare, why, {**fault, "event": "orphaned_trial"})
+                    workers_ended_at = None
+                    continue
                 workers_ended_at = workers_ended_at or now
                 if now - workers_ended_at > chief_grace:
                     failed = [w for w in workers if w.poll() not in (0, None)]

@@ -152,6 +152,17 @@ def test_chief_killed_worker_left_behind_exits_then_resume_finishes(tmp_path):
     try:
         done = wait_for("a completed trial", lambda: rows(run), proc)
         wait_for("a trial in flight", lambda: len(assigned(run)) > len(rows(run)), proc)
+        # The worker left behind must have reached the chief (on a loaded machine its start-up,
+        # importing TensorFlow, can outlast the first trials; before first contact it waits
+        # AUTOML_CHIEF_START_TIMEOUT_S, not AUTOML_CHIEF_TIMEOUT_S).
+        wait_for(
+            "the other worker's contact",
+            lambda: any(
+                e["event"] == "assign" and str(e.get("tuner_id", "")).startswith("tuner-")
+                for e in events(run)
+            ),
+            proc,
+        )
         role(run, "chief").kill()
         killed_at = time.time()
         out = finish(proc)

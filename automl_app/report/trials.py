@@ -6,8 +6,6 @@ report works on every engine's runs and degrades to a note when something is abs
 
 from __future__ import annotations
 
-import glob
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -79,19 +77,11 @@ def status_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def kerastuner_trials(run_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """{trial_id: trial.json} from KerasTuner's project folder(s) under RUN_DIR."""
-    root = Path(run_dir)
-    files = glob.glob(str(root / "tuner" / "trial_*" / "trial.json")) or glob.glob(
-        str(root / "**" / "trial_*" / "trial.json"), recursive=True
-    )
-    out = {}
-    for f in sorted(files):
-        try:
-            state = json.loads(Path(f).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        out[str(state.get("trial_id"))] = state
-    return out
+    """{trial_id: trial.json} from KerasTuner's project folder(s) under RUN_DIR (the reader the
+    Optuna mirror uses, runs.journal.kerastuner_states)."""
+    from automl_app.runs.journal import kerastuner_states
+
+    return kerastuner_states(run_dir)
 
 
 def objective(run_dir: str | os.PathLike, manifest: Mapping[str, Any] | None = None) -> tuple:

@@ -59,20 +59,14 @@ def plan_image(cfg: SearchConfig) -> Plan:
     task = cfg.autokeras.task if cfg.autokeras.task != "auto" else "classification"
     core._check_choice("--task", task, constants.TASKS)
     check_config(cfg)
+    from automl_app.data import source
+
+    source.precheck(cfg.data)  # the folder exists / the named dataset is known and offline
     folder = cfg.data.data_dir
     if folder is not None:
-        if not Path(folder).is_dir():
-            raise DataError(f"--data-dir {str(folder)!r} is not a directory")
         name = Path(folder).resolve().name
     else:
         name = cfg.data.dataset
-        if name not in datasets.IMAGE_DATASETS:
-            raise UsageError(
-                f"--dataset must be one of {', '.join(datasets.IMAGE_DATASETS)} (or pass "
-                f"--data-dir for an image folder). Received: --dataset {name!r}"
-            )
-        if name in datasets.RAW_FILES:
-            datasets.precheck_offline(name)
         shape = (datasets.TFDS_IMAGE | datasets.EMBEDDED)[name]
         n = min(TRAIN_SIZES[name], cfg.data.max_samples or TRAIN_SIZES[name])
         core.check_image_memory(n, shape, f"{name} for AutoKeras")

@@ -174,6 +174,10 @@ table_data_options = group(max_samples, val_fraction, seed)
 budget_options = group(max_trials, epochs, time_budget)
 run_options = group(run_dir, overwrite, resume, mlflow, fail_below, verbose, quiet)
 autokeras_options = group(autokeras_tuner, block, task)
+# What `search text|structured|multi` share after their own data options.
+autokeras_command_options = group(
+    engine, autokeras_options, table_data_options, budget_options, run_options
+)
 
 
 def kerastuner_options(fn: Callable) -> Callable:

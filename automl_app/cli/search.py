@@ -135,11 +135,7 @@ def search_image(**opts: Any) -> None:
 @o.csv
 @click.option("--text-column", metavar="COL", default=None, help="The CSV's text column.")
 @o.target
-@o.engine
-@o.autokeras_options
-@o.table_data_options
-@o.budget_options
-@o.run_options
+@o.autokeras_command_options
 @handles_errors
 def search_text(**opts: Any) -> None:
     """Search a text classifier/regressor with AutoKeras; the export takes raw strings."""
@@ -156,11 +152,7 @@ def search_text(**opts: Any) -> None:
     metavar="COL=numerical|categorical",
     help="Override an inferred column type (repeatable).",
 )
-@o.engine
-@o.autokeras_options
-@o.table_data_options
-@o.budget_options
-@o.run_options
+@o.autokeras_command_options
 @handles_errors
 def search_structured(**opts: Any) -> None:
     """Search a model for a table with AutoKeras; the export takes one input per column."""
@@ -180,11 +172,7 @@ def search_structured(**opts: Any) -> None:
     help="YAML listing inputs (image/text/structured columns) and outputs.",
 )
 @o.csv
-@o.engine
-@o.autokeras_options
-@o.table_data_options
-@o.budget_options
-@o.run_options
+@o.autokeras_command_options
 @handles_errors
 def search_multi(**opts: Any) -> None:
     """Search a multi-input/multi-output model with AutoKeras's IO API (ak.AutoModel)."""

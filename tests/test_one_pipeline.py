@@ -278,3 +278,18 @@ def test_mlflow_logs_autokeras_and_train_scratch_runs(folder_runs, name, tmp_pat
     parent = log_mlflow(folder_runs[name]["dir"], uri, say=lambda _l: None)
     run = mlflow.tracking.MlflowClient(tracking_uri=uri).get_run(parent)
     assert "test_accuracy" in run.data.metrics
+
+
+@pytest.mark.slow
+def test_onnx_and_float16_exports_through_the_cli(folder_runs):
+    """Every export format the CLI offers, end to end on a folder search run."""
+    pytest.importorskip("tf2onnx")
+    run_dir = folder_runs["kerastuner-32"]["dir"]
+    for args in (("--format", "tflite", "--quantize", "float16"), ("--format", "onnx")):
+        res = _cli("export", str(run_dir), *args)
+        assert res.exit_code == 0, res.output
+        assert "top-1 agreement" in res.output
+    assert (run_dir / "export" / "model_float16.tflite").is_file()
+    assert (run_dir / "export" / "model.onnx").is_file()
+    res = _cli("export", str(run_dir), "--format", "onnx", "--quantize", "int8")
+    assert res.exit_code == 2 and "--quantize applies to --format tflite" in res.output

@@ -344,3 +344,40 @@ def test_chance_check_and_fail_below():
     _check_fail_below({"test": {"accuracy": 0.7}}, 0.5, "r")  # above: nothing happens
     with pytest.raises(SearchError, match="below --fail-below 0.8"):
         _check_fail_below({"test": {"accuracy": 0.7}}, 0.8, "r")
+
+
+
+def _lose(oracle, tuner_id):
+    """Take `tuner_id`'s trial back, as the chief does for a lost worker (chief.requeue)."""
+    trial = oracle.ongoing_trials.pop(tuner_id)
+    oracle._retry_queue.append(trial.trial_id)
+    return trial
+
+
+def test_lost_workers_trial_runs_again_after_max_trials_was_reached(tmp_path):
+    # The last new trial went out (max_trials) before the chief took a lost worker's trial back:
+    # the next worker to ask must still get it, or the chief waits for it forever.
+    oracle = _oracle("random", max_trials=1)
+    _tuner(oracle, tmp_path, "retry")
+    oracle.create_trial("a")
+    assert oracle.create_trial("b").status == "STOPPED" and oracle.stop_reason == "max_trials"
+    held = _lose(oracle, "a")
+    again = oracle.create_trial("c")
+    assert again.status == "RUNNING" and again.trial_id == held.trial_id
+    assert oracle.skip_retries() == []  # max_trials never skips a retry
+    assert oracle.create_trial("d").status == "STOPPED"
+
+
+def test_lost_workers_trial_is_skipped_past_the_time_budget(tmp_path):
+    oracle = _oracle("random", max_trials=5)
+    _tuner(oracle, tmp_path, "late")
+    oracle.create_trial("a")
+    held = _lose(oracle, "a")
+    oracle.deadline = Deadline(at=time.time() - 1.0, seconds=1.0)
+    assert oracle.create_trial("b").status == "STOPPED" and oracle.stop_reason == "time_budget"
+    assert [t.trial_id for t in oracle.skip_retries()] == [held.trial_id]
+    assert not oracle._retry_queue
+    trial = oracle.trials[held.trial_id]
+    assert trial.status == "FAILED" and budget.skip_reason(trial.message)
+    summary = stop_summary(oracle)
+    assert summary["skipped"] == 1 and summary["failed"] == 0

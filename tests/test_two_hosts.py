@@ -197,7 +197,7 @@ def test_link_cut_mid_trial_worker_gives_up_chief_carries_on(hosts, tmp_path):
     errors = [ln for ln in other_out.splitlines() if ln.startswith("Error:")]
     assert len(errors) == 1 and f"lost the chief at {HOST1}:{PORT}" in errors[0], other_out
     assert "Traceback" not in other_out
-    assert LIMIT_S <= gave_up_after <= LIMIT_S + 8
+    assert LIMIT_S - 1 <= gave_up_after <= LIMIT_S + 8  # silence counts from the last beat (1 s)
     assert search.returncode == 0, out  # the chief did not stall
     lost = [e for e in events(run) if e["event"] == "lost"]
     assert [e["trial_id"] for e in lost] == [there["trial_id"]]

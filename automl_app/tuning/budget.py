@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 STOP_REASONS = ("max_trials", "time_budget", "space_exhausted", "consecutive_failures")
+RETRY_AFTER = (None, "max_trials", "space_exhausted")  # stops that still run a lost trial again
 SKIPPED = "skipped:"  # a failed trial's message starting with this was never trained
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
@@ -187,17 +188,41 @@ class BudgetOracleMixin:
             return super().create_trial(tuner_id)
         if self.stop_reason is None and self._over_budget():
             self.stop_reason = "time_budget"
-        if self.stop_reason is not None:
+        # A trial taken back from a lost worker (the retry queue) still runs after the last new
+        # trial was handed out (max_trials, space_exhausted); past the time budget it does not
+        # (`skip_retries` ends it).
+        retry = bool(self._retry_queue) and self.stop_reason in RETRY_AFTER
+        if self.stop_reason is not None and not retry:
             self.tuner_ids.discard(tuner_id)
             return Trial(self.get_space(), status=TrialStatus.STOPPED)
         trial = super().create_trial(tuner_id)
-        if trial.status == TrialStatus.STOPPED:
+        if trial.status == TrialStatus.STOPPED and self.stop_reason is None:
             full = self.max_trials and len(self.trials) >= self.max_trials
             self.stop_reason = "max_trials" if full else "space_exhausted"
         elif trial.status == TrialStatus.RUNNING:
             self._budget_durations()
             self._budget_started[trial.trial_id] = time.time()
         return trial
+
+    def skip_retries(self) -> list[Any]:
+        """End as skipped every trial waiting in the retry queue that the stop reason forbids
+        to run again (time budget, failures); returns them. The chief calls it so that the
+        search can end (it never ends while a trial waits for a retry)."""
+        from keras_tuner.engine.trial import TrialStatus
+
+        if self.stop_reason is None or self.stop_reason in RETRY_AFTER:
+            return []
+        skipped = []
+        while self._retry_queue:
+            trial = self.trials[self._retry_queue.pop()]
+            trial.status = TrialStatus.FAILED
+            trial.message = (
+                f"{SKIPPED} its worker was lost and the search stopped ({self.stop_reason}) "
+                "before another worker could run it again"
+            )
+            self.end_trial(trial)
+            skipped.append(trial)
+        return skipped
 
     def end_trial(self, trial: Any) -> None:
         started = self.__dict__.get("_budget_started", {}).pop(trial.trial_id, None)

@@ -73,6 +73,10 @@ def serve_oracle(oracle: Any, poll: float = 0.5, timeouts: Timeouts | None = Non
     try:
         while True:
             servicer.reap()
+            if servicer.stop_triggered and oracle._retry_queue:
+                for trial in skip_retries(oracle):  # past the time budget: nobody runs them
+                    _record_failed(Path(oracle._project_dir).parent, trial, trial.message)
+                    events.write("given_up", trial_id=trial.trial_id, error=trial.message)
             if (
                 servicer.stop_triggered
                 and oracle_chief.exit_chief(oracle)
@@ -83,6 +87,14 @@ def serve_oracle(oracle: Any, poll: float = 0.5, timeouts: Timeouts | None = Non
     finally:
         server.stop(grace=2).wait()
     events.write("done", trials=len(oracle.trials))
+
+
+def skip_retries(oracle: Any) -> list[Any]:
+    """The budget oracle's `skip_retries` under the oracle lock (none for other oracles)."""
+    from keras_tuner.src.engine.oracle import synchronized
+
+    method = getattr(oracle, "skip_retries", None)
+    return [] if method is None else synchronized(lambda o: method())(oracle)
 
 
 MAX_RUNS = 2  # a trial handed out this often without ending (its workers died) is failed

@@ -295,6 +295,7 @@ def launch(
     events_at = events_path.stat().st_size if events_path.exists() else 0
     base = dict(os.environ if env_base is None else env_base)
     base["AUTOML_WORKERS_DIR"] = str(log_dir)
+    base["PYTHONUNBUFFERED"] = "1"  # a killed role's last lines reach its log
 
     roles: dict[str, _Role] = {}
     for role in [CHIEF, *range(n_workers)]:

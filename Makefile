@@ -45,9 +45,9 @@ lint: venv
 	$(BIN)/ruff check automl_app tests bench
 	$(BIN)/lint-imports
 
-# Refresh tests/golden/help_*.txt on purpose after changing an option (review the diff).
+# Refresh tests/cli/golden/help_*.txt on purpose after changing an option (review the diff).
 golden: venv
-	AUTOML_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_cli.py -k golden
+	AUTOML_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests/cli/test_cli.py -k golden
 
 format: venv
 	$(BIN)/ruff format automl_app tests bench

@@ -6,7 +6,7 @@ every task fails in `fit()`. We pin keras < 3.13 (where it works), and this shim
 Python ints at their source (`Graph.set_io_shapes`) and again in the heads, so a Keras bump does not
 break AutoKeras silently (checked: keras 3.13.2 fails with "invalid value for `units`" without
 the shim and passes with it). Checked on keras 3.12.4: the six tasks and the IO API need nothing
-else (tests/test_autokeras.py runs each for one trial and one epoch). One AutoKeras bug is fixed
+else (tests/engines/autokeras/test_autokeras.py runs each for one trial and one epoch). One AutoKeras bug is fixed
 too: `AutoTuner._remove_early_stopping` nests the callback list when a non-EarlyStopping callback
 (our --time-budget deadline) reaches the final fit.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_report import fake_run
+from support.runs import fake_run
 
 from automl_app import report
 

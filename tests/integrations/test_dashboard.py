@@ -26,7 +26,7 @@ from automl_app.cli import cli
 from automl_app.integrations.dashboard import serve
 from automl_app.runs import journal
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_scan import _image, good_encodings
+from support.images import _image, good_encodings
 
 from automl_app.data import stages
 from automl_app.tf_env import tf

@@ -22,7 +22,7 @@ from automl_app import runs
 from automl_app.cli.search import build_config, search_multi, search_structured, search_text
 from automl_app.errors import UsageError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 QUICK = ["--max-trials", "1", "--epochs", "1", "--seed", "1"]
 
 

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from test_scan import make_folder
+from support.images import make_folder
 
 from automl_app import runs
 from automl_app.cli import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def odd_files(root: Path) -> list[str]:

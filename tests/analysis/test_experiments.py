@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_report import _ROOT, make_search_run
+from support.runs import _ROOT, make_search_run
 
 from automl_app import analysis as experiments
 from automl_app import report, runs

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_scan import make_folder
+from support.images import make_folder
 
 from automl_app import runs
 from automl_app.config import DataConfig, TrainConfig

@@ -346,7 +346,6 @@ def test_chance_check_and_fail_below():
         _check_fail_below({"test": {"accuracy": 0.7}}, 0.8, "r")
 
 
-
 def _lose(oracle, tuner_id):
     """Take `tuner_id`'s trial back, as the chief does for a lost worker (chief.requeue)."""
     trial = oracle.ongoing_trials.pop(tuner_id)

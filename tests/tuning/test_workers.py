@@ -83,7 +83,7 @@ def run_search(tmp_path: Path, kind: str, n_trials: int = 4, **env) -> workers.L
     script.write_text(ROLE_SCRIPT)
     project = tmp_path / "search"
     project.mkdir()
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(Path(__file__).resolve().parents[2])
     base = dict(os.environ)
     base.update(
         PYTHONPATH=os.pathsep.join([repo, base.get("PYTHONPATH", "")]),

@@ -7,11 +7,13 @@ flag, type, default and help as every other command. Nothing here imports Tensor
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 
 from automl_app.config import ENGINES, PRUNER_NAMES, TUNER_NAMES
 from automl_app.data.datasets import IMAGE_DATASETS
+from automl_app.errors import UsageError
 
 # Every command declares these itself: Click caches a command's help option the first time it is
 # built, so a command first invoked on its own would otherwise lose "-h" for good.
@@ -301,3 +303,11 @@ def kerastuner_options(fn: Callable) -> Callable:
         ],
         fn,
     )
+
+
+def check_run_and_source(opts: dict[str, Any]) -> None:
+    """The two rules every run-making command shares (run_options + a data source)."""
+    if opts.get("resume") and not opts.get("run_dir"):
+        raise UsageError("--resume needs --run-dir (the run to continue)")
+    if opts.get("dataset") and opts.get("data_dir"):
+        raise UsageError("--dataset and --data-dir are exclusive: a named dataset or your folder")

@@ -35,10 +35,7 @@ def build_config(kind: str, opts: dict[str, Any]) -> Any:
     from automl_app.tuning.enqueue import parse_enqueue
 
     engine = opts.get("engine") or ("autokeras" if kind != "image" else "kerastuner")
-    if opts.get("resume") and not opts.get("run_dir"):
-        raise UsageError("--resume needs --run-dir (the run to continue)")
-    if opts.get("dataset") and opts.get("data_dir"):
-        raise UsageError("--dataset and --data-dir are exclusive: a named dataset or your folder")
+    o.check_run_and_source(opts)
     if engine == "kerastuner":
         used = [f for f, k in (("--block", "block"), ("--task", "task")) if opts.get(k)]
         if used:

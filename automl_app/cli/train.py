@@ -8,7 +8,6 @@ import click
 
 from automl_app.cli import options as o
 from automl_app.cli.common import echo, handles_errors
-from automl_app.errors import UsageError
 
 # Recipe keys the train-scratch flags override (flag → ScratchConfig field).
 RECIPE_FLAGS = ("alpha", "batch_size", "epochs", "optimizer", "lr", "momentum", "nesterov",
@@ -125,10 +124,7 @@ def build_train_config(model: str, opts: dict[str, Any]) -> Any:
 
     from automl_app.config import DEFAULT_TRAIN_DATASET, DataConfig, TrainConfig
 
-    if opts.get("resume") and not opts.get("run_dir"):
-        raise UsageError("--resume needs --run-dir (the run to continue)")
-    if opts.get("dataset") and opts.get("data_dir"):
-        raise UsageError("--dataset and --data-dir are exclusive: a named dataset or your folder")
+    o.check_run_and_source(opts)
     overrides = {("lr_per_256" if k == "lr" else k): opts.get(k) for k in RECIPE_FLAGS}
     recipe = opts.get("recipe") or DEFAULT_RECIPE["folder" if opts.get("data_dir") else "named"]
     cfg = TrainConfig(

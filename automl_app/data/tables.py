@@ -84,6 +84,13 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in PARQUET_SUFFIXES
 
 
+def kind_word(source: Any) -> str:
+    """What the data line calls a table: CSV, Parquet or DataFrame."""
+    if is_frame(source):
+        return "DataFrame"
+    return "Parquet" if _is_parquet(Path(str(source))) else "CSV"
+
+
 def describe(source: Any) -> str:
     """How messages name a table: its path, or `<DataFrame ROWSxCOLS>`."""
     if is_frame(source):

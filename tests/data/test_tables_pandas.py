@@ -442,8 +442,10 @@ def test_frame_search_keeps_its_table_and_a_later_command_reads_it(tmp_path, mon
     data = DataConfig(csv=iris, target="target", seed=1)  # the CLI's --seed sets both seeds
     cfg = SearchConfig(data=data, engine="autokeras", task="structured", tuner=quick,
                        run_dir=str(run))  # fmt: skip
-    manifest = workflows.search(cfg, say=lambda _line: None)
+    lines: list[str] = []
+    manifest = workflows.search(cfg, say=lines.append)
     assert manifest["status"] == "completed"
+    assert any(ln.startswith("data: <DataFrame 150x5") and "(DataFrame)" in ln for ln in lines)
     assert manifest["config"]["data"]["csv"] == str(run / "data.parquet")
     assert re.fullmatch(r"<DataFrame 150x5 sha256:[0-9a-f]{12}>", manifest["data"]["source"])
     assert len(tables.read_table(run / "data.parquet")) == 150
@@ -451,4 +453,10 @@ def test_frame_search_keeps_its_table_and_a_later_command_reads_it(tmp_path, mon
             "--max-trials", "1", "--epochs", "1", "--seed", "1", "--resume"]  # fmt: skip
     res = CliRunner().invoke(search_structured, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output  # same fingerprints: the Parquet copy is the frame
+    assert "(Parquet) train=" in res.output
     assert json.loads((run / "run.json").read_text())["resumed"] == 1
+
+
+def test_kind_word_names_the_table_format():
+    assert tables.kind_word("a.csv") == "CSV" and tables.kind_word("b.PARQUET") == "Parquet"
+    assert tables.kind_word(pd.DataFrame({"a": [1]})) == "DataFrame"

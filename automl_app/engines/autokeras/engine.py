@@ -25,6 +25,7 @@ import numpy as np
 
 from automl_app import runs
 from automl_app.config import SearchConfig, SpaceConfig, TunerConfig
+from automl_app.data import tables
 from automl_app.engines.autokeras import constants, core, io, serving, tasks
 from automl_app.engines.base import Plan
 from automl_app.errors import DataError, UsageError
@@ -158,19 +159,10 @@ def plan_text(cfg: SearchConfig) -> Plan:
                                       seed=cfg.data.seed)  # fmt: skip
         else:
             data = text.load_text_folder(data_dir, max_samples=n_load, seed=cfg.data.seed)
-        tr, va, te = holdout(data.y, data.task, seed=cfg.data.seed,
-                             val_fraction=cfg.data.val_fraction, max_train=cfg.data.max_samples)  # fmt: skip
         x, y = data.texts, data.y
-        say(f"data: {data.source} ({'CSV' if csv is not None else 'text folder'}) "
-            f"train={len(tr)} val={len(va)} test={len(te)} task={data.task}"
-            + (f" classes={len(data.class_names)}" if data.class_names else ""))  # fmt: skip
-        for note in data.notes:
-            say(f"note: {note}")
-        _record_data(run, {"train": (x[tr], y[tr]), "val": (x[va], y[va])},
-                     source=data.source, kind="csv" if csv is not None else "text_folder",
-                     text_column=text_column, target=target, task=data.task,
-                     class_names=data.class_names, test_examples=len(te),
-                     split=_holdout_note(cfg, data.task))  # fmt: skip
+        word = tables.kind_word(table if table is not None else csv) if csv else "text folder"
+        tr, va, te = _hold_out(run, cfg, data, x, say, word, kind="csv" if csv else "text_folder",
+                               text_column=text_column, target=target)  # fmt: skip
         opts = _options(cfg, run_dir)
         say(_search_line("Text" + _task_word(data.task), cfg))
         result = tasks.search_text(x[tr], y[tr], task=data.task, class_names=data.class_names,
@@ -189,7 +181,7 @@ def plan_text(cfg: SearchConfig) -> Plan:
 def plan_structured(cfg: SearchConfig) -> Plan:
     """`automl search structured`: every CSV column but --target is a feature (types inferred
     with AutoKeras's rule, --column-type overrides) → StructuredDataClassifier / Regressor."""
-    from automl_app.data import tables, tabular
+    from automl_app.data import tabular
 
     csv, target, column_types = cfg.data.csv, cfg.data.target, cfg.data.column_types
     task = core._check_choice("--task", cfg.autokeras.task, TEXT_TASKS)
@@ -216,18 +208,10 @@ def plan_structured(cfg: SearchConfig) -> Plan:
         _keep_frame(table, cfg)
         data = tabular.load_table(table, target, task=task, column_types=column_types,
                                   max_samples=n_load, seed=cfg.data.seed)  # fmt: skip
-        tr, va, te = holdout(data.y, data.task, seed=cfg.data.seed,
-                             val_fraction=cfg.data.val_fraction, max_train=cfg.data.max_samples)  # fmt: skip
         x, y = data.x, data.y
-        say(f"data: {data.source} (CSV) train={len(tr)} val={len(va)} test={len(te)} "
-            f"task={data.task} columns={len(data.column_names)}"
-            + (f" classes={len(data.class_names)}" if data.class_names else ""))  # fmt: skip
-        for note in data.notes:
-            say(f"note: {note}")
-        _record_data(run, {"train": (x[tr], y[tr]), "val": (x[va], y[va])},
-                     source=data.source, kind="csv", target=target, task=data.task,
-                     column_types=data.column_types, class_names=data.class_names,
-                     test_examples=len(te), split=_holdout_note(cfg, data.task))  # fmt: skip
+        tr, va, te = _hold_out(run, cfg, data, x, say, tables.kind_word(table), kind="csv",
+                               target=target, column_types=data.column_types,
+                               columns=f" columns={len(data.column_names)}")  # fmt: skip
         opts = _options(cfg, run_dir)
         say(_search_line("StructuredData" + _task_word(data.task), cfg))
         result = tasks.search_structured(
@@ -284,7 +268,7 @@ def plan_multi(cfg: SearchConfig) -> Plan:
                     {k: v[idx] for k, v in data.targets.items()})  # fmt: skip
 
         train, val, test = part(tr), part(va), part(te)
-        say(f"data: {csv} (CSV, spec {parsed.source}) train={len(tr)} val={len(va)} "
+        say(f"data: {csv} ({tables.kind_word(table)}, spec {parsed.source}) train={len(tr)} val={len(va)} "
             f"test={len(te)} inputs={', '.join(data.inputs)} outputs={', '.join(data.targets)}")  # fmt: skip
         prints = {f"{split}/{k}": (v, None) for split, (ins, outs) in
                   (("train", train), ("val", val)) for k, v in {**ins, **outs}.items()}  # fmt: skip
@@ -348,7 +332,6 @@ def _table(cfg: SearchConfig, csv: Any, flag: str) -> tuple[SearchConfig, Any]:
     """The table a plan reads: a file (checked now), or a pandas DataFrame given as DataConfig.csv
     (Python API). A frame is kept as RUN_DIR/data.parquet once the run is open (`_keep_frame`),
     and the returned config names that file, so run.json stays JSON and --resume reads it."""
-    from automl_app.data import tables
 
     if not tables.is_frame(csv):
         _need_file(csv, flag)
@@ -360,7 +343,6 @@ def _table(cfg: SearchConfig, csv: Any, flag: str) -> tuple[SearchConfig, Any]:
 
 def _keep_frame(table: Any, cfg: SearchConfig) -> None:
     """Write the Python API's DataFrame where run.json says the table is (kept on --resume)."""
-    from automl_app.data import tables
 
     if tables.is_frame(table):
         tables.save_frame(table, cfg.data.csv)
@@ -406,6 +388,32 @@ def holdout(
     if len(test) == 0:
         raise DataError(f"too few rows ({len(y)}) to hold out a test split; use more data")
     return train, val, test
+
+
+def _hold_out(
+    run: runs.Run,
+    cfg: SearchConfig,
+    data: Any,
+    x: np.ndarray,
+    say: Say,
+    word: str,
+    columns: str = "",
+    **record: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Text and structured searches: the seeded hold-out, its data line and notes, and run.json's
+    `data` (with `record`'s fields); returns the train, val and test row indices."""
+    tr, va, te = holdout(data.y, data.task, seed=cfg.data.seed,
+                         val_fraction=cfg.data.val_fraction, max_train=cfg.data.max_samples)  # fmt: skip
+    y = data.y
+    say(f"data: {data.source} ({word}) train={len(tr)} val={len(va)} test={len(te)} "
+        f"task={data.task}{columns}"
+        + (f" classes={len(data.class_names)}" if data.class_names else ""))  # fmt: skip
+    for note in data.notes:
+        say(f"note: {note}")
+    _record_data(run, {"train": (x[tr], y[tr]), "val": (x[va], y[va])}, source=data.source,
+                 task=data.task, class_names=data.class_names, test_examples=len(te),
+                 split=_holdout_note(cfg, data.task), **record)  # fmt: skip
+    return tr, va, te
 
 
 def _rows_to_load(cfg: SearchConfig) -> int | None:

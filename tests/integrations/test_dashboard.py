@@ -20,6 +20,7 @@ from pathlib import Path
 import optuna
 import pytest
 from click.testing import CliRunner
+from support.browser import CHROMIUM, CHROMIUM_ARGS
 
 from automl_app import runs
 from automl_app.cli import cli
@@ -27,15 +28,6 @@ from automl_app.integrations.dashboard import serve
 from automl_app.runs import journal
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def _missing(reason: str) -> None:

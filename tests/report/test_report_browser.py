@@ -10,21 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.browser import CHROMIUM
+from support.browser import CHROMIUM_ARGS as ARGS
 from support.runs import fake_run
 
 from automl_app import report
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LOCAL = ("file:", "data:", "blob:", "about:")
 VIEWPORT = {"width": 1280, "height": 900}
 

@@ -3,7 +3,8 @@ other after a stated silence instead of waiting (KerasTuner waits 60 min per cal
 its chief waits forever for the trial of a dead worker, issues #915/#990).
 
 * Every worker call carries its tuner id and a per-process instance id as gRPC metadata, and a
-  thread of the worker (`ChiefWatch`) calls the chief every `heartbeat` seconds.
+  thread of the worker (`ChiefWatch`) calls the chief every `heartbeat` seconds; an answer to
+  either (the trial client's calls too) counts as the chief's last word.
 * The chief (chief.py) notes when it last heard from each worker. One silent for `worker` seconds
   (SIGSTOP, a cut link, a frozen host) is declared lost: its trial goes back to KerasTuner's retry
   queue, so the next worker that asks runs it, and the lost process's later calls are refused (it
@@ -78,6 +79,19 @@ class Timeouts:
 def instance_id() -> str:
     """This process's identity in the chief's records: host:pid:random."""
     return _INSTANCE
+
+
+_last_answer: float | None = None  # monotonic time of the chief's last answer, on any channel
+
+
+def heard_from_chief() -> None:
+    """Note an answer from the chief (the trial client's calls count, not only heartbeats)."""
+    global _last_answer
+    _last_answer = time.monotonic()
+
+
+def last_heard_from_chief() -> float | None:
+    return _last_answer
 
 
 def _metadata(tuner_id: str, heartbeat: bool = False) -> tuple[tuple[str, str], ...]:
@@ -173,7 +187,7 @@ class _AddMetadata:
 
             def intercept_unary_unary(self, continuation, call_details, request):
                 md = list(call_details.metadata or []) + list(pairs)
-                return continuation(
+                outcome = continuation(
                     self.details(
                         call_details.method,
                         call_details.timeout,
@@ -184,6 +198,12 @@ class _AddMetadata:
                     ),
                     request,
                 )
+                # A trial handed out is contact too: the heartbeat thread may not have got its
+                # first answer yet (it beats every few seconds) when the link goes.
+                outcome.add_done_callback(
+                    lambda done: done.exception() is None and heard_from_chief()
+                )
+                return outcome
 
         return _Interceptor()
 
@@ -232,6 +252,9 @@ class ChiefWatch:
                     return
                 if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     return self.give_up(exc.details())
+                answered = last_heard_from_chief()  # by the trial client's calls
+                if answered is not None:
+                    last_ok, self.contacted = max(last_ok, answered), True
                 limit = self.t.chief if self.contacted else self.t.chief_start
                 silent = time.monotonic() - last_ok
                 if silent > limit:

@@ -247,6 +247,27 @@ def test_watch_gives_up_on_a_chief_that_never_answers():
     assert len(said) == 1 and said[0].startswith("Error: worker tuner0 stops: never reached")
 
 
+def test_watch_counts_the_trial_clients_answers_as_contact(monkeypatch):
+    """A worker handed a trial before its first heartbeat got through (the chief had just
+    started) and then cut off waits the `chief` limit, not the start limit (CI, two hosts)."""
+    import keras_tuner  # noqa: F401
+
+    said, codes = [], []
+    monkeypatch.setattr(liveness, "_last_answer", None)
+    liveness.heard_from_chief()  # as the trial client's interceptor does on an answer
+    watch = liveness.ChiefWatch(
+        f"127.0.0.1:{workers.free_port()}",
+        "tuner0",
+        liveness.Timeouts(heartbeat=0.2, chief=1.0, chief_start=600.0),
+        say=said.append,
+        exit=codes.append,
+    )
+    t0 = time.monotonic()
+    watch.start()._thread.join(timeout=20)
+    assert codes == [liveness.CHIEF_LOST_EXIT] and time.monotonic() - t0 < 10
+    assert len(said) == 1 and "lost the chief" in said[0] and "limit 1 s" in said[0]
+
+
 CHILD_OF = textwrap.dedent(
     """
     import subprocess, sys, time

@@ -285,12 +285,15 @@ def _export_fixed(
         info = export.export_onnx(saved, out, check_images=check_images)
     exports = dict(runs.load_manifest(run_dir).get("exports") or {})
     exports[name] = {k: info.get(k) for k in ("path", "bytes", "quantize", "input_shape",
-                                              "agreement", "max_prob_diff", "examples")}  # fmt: skip
+                                              "agreement", "near_ties", "max_prob_diff",
+                                              "examples", "thresholds")}  # fmt: skip
     runs.update(run_dir, exports=exports)
+    ties = info.get("near_ties") or 0
     say(
         f"exported {out} ({info['bytes'] / 1e6:.2f} MB, input uint8 {list(info['input_shape'])}): "
         f"top-1 agreement with the SavedModel {info['agreement']:.4f} on {info['examples']} test "
-        f"images, largest probability difference {info['max_prob_diff']:.4g}"
+        f"images{f' ({ties} flips were near ties, excused)' if ties else ''}, largest probability "
+        f"difference {info['max_prob_diff']:.4g}"
     )
     return info
 

@@ -205,3 +205,15 @@ def test_onnx_export_matches_the_saved_model(fixed_export, folder_export, tmp_pa
         batch = images[:5].reshape((5, *info["input_shape"][1:]))
         got = session.run(None, {session.get_inputs()[0].name: batch})[0]
         np.testing.assert_allclose(got, _serve(saved_model, images[:5]), atol=1e-4)
+
+
+def test_a_flip_between_near_tied_classes_is_excused_a_real_one_is_not():
+    from automl_app.export import check
+
+    ref = np.array([[0.34, 0.33, 0.33], [0.9, 0.05, 0.05]])
+    tie = np.array([[0.33, 0.34, 0.33], [0.9, 0.05, 0.05]])  # first row flips by 0.01
+    stats, problem = check.compare(ref, tie, max_prob_diff=0.1, min_agreement=0.95)
+    assert problem is None and stats["agreement"] == 0.5 and stats["near_ties"] == 1
+    real = np.array([[0.34, 0.33, 0.33], [0.05, 0.9, 0.05]])
+    stats, problem = check.compare(ref, real, max_prob_diff=0.1, min_agreement=0.95)
+    assert stats["near_ties"] == 0 and "top-1 agreement 0.5000" in problem

@@ -261,10 +261,14 @@ def test_tflite_export_of_search_and_train_scratch_runs_matches_the_saved_model(
     got = interpreter.get_tensor(out["index"])
     served = t.saved_model.load(str(run_dir / "best" / "saved_model"))
     want = np.asarray(served.serve(t.constant(image)))
-    assert got.argmax() == want.argmax()
-    np.testing.assert_allclose(got, want, atol=0.1 if quantize == "int8" else 1e-3)
-    exports = runs.load_manifest(run_dir)["exports"]
-    assert any(e["agreement"] >= 0.9 for e in exports.values())
+    allowed = 0.1 if quantize == "int8" else 1e-3
+    if got.argmax() != want.argmax():  # only a near tie may flip (1-epoch models are near uniform)
+        assert want[0].max() - want[0, got.argmax()] <= allowed, (got, want)
+    np.testing.assert_allclose(got, want, atol=allowed)
+    (e,) = runs.load_manifest(run_dir)["exports"].values()
+    assert e["quantize"] == quantize and e["thresholds"]["max_prob_diff"] == allowed
+    kept = e["agreement"] + e["near_ties"] / e["examples"]  # what the command holds it to
+    assert kept >= e["thresholds"]["min_agreement"], e
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -220,7 +221,9 @@ def test_memory_does_not_grow_over_30_trials(tmp_path):
     rss: list[float] = []
 
     def on_line(line: str) -> None:
-        if line.startswith("trial "):
+        # One sample per trial result line ("trial 7 (8/30) [completed] …"); the guard may also
+        # note a trial it predicts to be slow ("trial 7: predicted …"), which is not a sample.
+        if re.match(r"trial \S+ \(\d+", line):
             rss.append(proc.memory_info().rss / 2**20)
 
     cfg = SearchConfig(

@@ -1,17 +1,30 @@
 """Run directories for tests: `fake_run` writes one by hand the way a search leaves it;
-`make_search_run` runs one real digits search per session (the report and analysis tests share it).
+`make_search_run` runs one real digits search per session (the report and analysis tests share it);
+`trial_result_id` reads a search's printed output.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from automl_app import evaluate, runs
+
+# The one line a search prints per finished trial ("trial 3 (4/6) [completed] …"); the budget guard's
+# notes about a trial ("trial 3: predicted …") also start with "trial " and are not results.
+_TRIAL_RESULT = re.compile(r"trial (\S+) \(\d+")
+
+
+def trial_result_id(line: str) -> str | None:
+    """The trial id when `line` is a trial's result line, else None."""
+    match = _TRIAL_RESULT.match(line)
+    return match[1] if match else None
+
 
 _ROOT = Path(tempfile.mkdtemp(prefix="automl-experiments-"))
 

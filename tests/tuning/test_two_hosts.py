@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.runs import trial_result_id
 
 from automl_app.tuning import liveness
 
@@ -165,9 +165,7 @@ def test_chief_on_one_host_workers_on_both(hosts, tmp_path):
     assert sorted(rows(run)) == [str(i) for i in range(6)]
     assert {r["status"] for r in rows(run).values()} == {"completed"}
     ran_there = {e["trial_id"] for e in handed if host_of(e) == HOST2}
-    # Only the per-trial result lines ("trial 3 (4/6) [completed] …"), not the guard's notes.
-    result = re.compile(r"trial (\S+) \(\d+")
-    assert {m[1] for m in map(result.match, other_out.splitlines()) if m} == ran_there
+    assert set(map(trial_result_id, other_out.splitlines())) - {None} == ran_there
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["status"] == "completed"
     assert (run / "best" / "saved_model" / "saved_model.pb").is_file()

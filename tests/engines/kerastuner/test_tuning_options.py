@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.runs import trial_result_id
 
 from automl_app.cli import cli
 
@@ -221,9 +221,7 @@ def test_memory_does_not_grow_over_30_trials(tmp_path):
     rss: list[float] = []
 
     def on_line(line: str) -> None:
-        # One sample per trial result line ("trial 7 (8/30) [completed] …"); the guard may also
-        # note a trial it predicts to be slow ("trial 7: predicted …"), which is not a sample.
-        if re.match(r"trial \S+ \(\d+", line):
+        if trial_result_id(line) is not None:  # one sample per finished trial
             rss.append(proc.memory_info().rss / 2**20)
 
     cfg = SearchConfig(

@@ -45,23 +45,24 @@ def search_manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def hypermodel_of(manifest: Mapping[str, Any], seed: int | None):
-    """The run's hypermodel, rebuilt from its saved config (space file or user hypermodel)."""
+    """The run's hypermodel, rebuilt from its saved config with the search's own step
+    (models.hypermodel.hypermodel_for: the space file it read, --set and --min-batch-size)."""
     from automl_app import models, spaces
-    from automl_app.models.hypermodel import (
-        SpaceHyperModel,
-        UserHyperModel,
-        load_user_hypermodel,
-    )
+    from automl_app.models.hypermodel import hypermodel_for
 
     cfg = manifest["config"]
     data = manifest["data"]
     n_classes = len(data["class_names"])
-    if cfg["space"].get("hypermodel"):
-        return UserHyperModel(load_user_hypermodel(cfg["space"]["hypermodel"]), n_classes)
-    source = (manifest.get("space") or {}).get("source")
-    ref = source if source and Path(source).is_file() else cfg["space"].get("space") or "cnn"
-    space = spaces.load(ref, known=models.known(), overrides=cfg["space"].get("overrides") or {})
-    return SpaceHyperModel(space, tuple(data["image_shape"]), n_classes, seed=seed)
+    space = None
+    if not cfg["space"].get("hypermodel"):
+        source = (manifest.get("space") or {}).get("source")
+        ref = source if source and Path(source).is_file() else cfg["space"].get("space") or "cnn"
+        space = spaces.load(
+            ref, known=models.known(), overrides=cfg["space"].get("overrides") or {}
+        )
+        space = spaces.with_min_batch_size(space, (cfg.get("tuner") or {}).get("min_batch_size"))
+    return hypermodel_for(space, tuple(data["image_shape"]), n_classes,
+                          user=cfg["space"].get("hypermodel"), seed=seed)  # fmt: skip
 
 
 def trial_hyperparameters(run_dir: str | os.PathLike, trial_id: str):
@@ -79,11 +80,14 @@ def load_trial_model(run_dir: str | os.PathLike, trial_id: str, manifest=None, d
 
     The checkpoint is loaded when the search kept it (`--keep-checkpoints`); otherwise the trial
     is retrained on the same split with the run's seed and tuned epochs, keeping the weights of
-    its best epoch by the objective, as KerasTuner does. Returns (model, "checkpoint"|"retrained").
+    its best epoch by the objective, as KerasTuner does. Returns (model, "checkpoint"|"retrained"),
+    the model compiled for export (models.hypermodel.servable: stock loss, no optimizer state).
     """
     from automl_app.tf_env import tf
 
     tf()
+    from automl_app.models.hypermodel import servable
+
     run_dir = Path(run_dir)
     manifest = manifest or search_manifest(run_dir)
     hp = trial_hyperparameters(run_dir, trial_id)
@@ -93,7 +97,7 @@ def load_trial_model(run_dir: str | os.PathLike, trial_id: str, manifest=None, d
         with warnings.catch_warnings():  # Keras notes the optimizer state it does not restore
             warnings.simplefilter("ignore")
             model.load_weights(str(ckpt))
-        return model, "checkpoint"
+        return servable(model), "checkpoint"
     import keras
 
     name, direction = report.objective(run_dir, manifest)
@@ -103,7 +107,7 @@ def load_trial_model(run_dir: str | os.PathLike, trial_id: str, manifest=None, d
     )
     seed = int(manifest["config"]["tuner"].get("seed", 0))
     model, _ = train_config(manifest, hp, data or load_data(manifest), seed, epochs, [keep_best])
-    return model, "retrained"
+    return servable(model), "retrained"
 
 
 def tuned_epochs(manifest: Mapping[str, Any], hp) -> int:

@@ -84,6 +84,34 @@ def compare(
     }
 
 
+def search_score_check(
+    manifest: Mapping[str, Any], configs: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """The search's own test accuracy (its best trial, tested once) against that trial's
+    reproduced 95% interval; a dict with a warning line when it lies outside, else None."""
+    best = str((manifest.get("best_trial") or {}).get("trial_id"))
+    score = (manifest.get("test") or {}).get("accuracy")
+    conf = next((c for c in configs if str(c["trial_id"]) == best), None)
+    if conf is None or not isinstance(score, (int, float)):
+        return None
+    lo, hi = conf["ci95"]
+    if lo <= score <= hi:
+        return None
+    side = "above" if score > hi else "below"
+    return {
+        "trial_id": best,
+        "search_test_accuracy": float(score),
+        "ci95": [lo, hi],
+        "side": side,
+        "line": (
+            f"warning: the search's own test accuracy for trial {best}, {score:.4f}, lies {side} "
+            f"its reproduced 95% interval {lo:.4f} … {hi:.4f}: the search's number "
+            f"{'was a lucky draw' if side == 'above' else 'was an unlucky draw'}; quote the "
+            "reproduced mean"
+        ),
+    }
+
+
 def reproduce(
     run_dir: str | os.PathLike,
     top: int = 2,
@@ -98,14 +126,21 @@ def reproduce(
     same seeds, so a difference comes from the configuration, not the draw. Test accuracy per run;
     mean ± std, 95% interval, Welch's t-test; saved to report/reproduce.json and the report.
     """
-    from automl_app.tf_env import tf
-
     run_dir = Path(run_dir)
     if top < 1:
         raise UsageError(f"--top must be >= 1. Received: {top}")
     if seeds < 2:
         raise UsageError(f"--seeds must be >= 2 (a t-test needs two runs each). Received: {seeds}")
     manifest = search_manifest(run_dir)
+    with runs.lock(run_dir).hold():  # it writes report/reproduce.json and the report
+        return _reproduce(run_dir, manifest, top, seeds, say, trials)
+
+
+def _reproduce(
+    run_dir: Path, manifest: dict, top: int, seeds: int, say: Say, trials: Sequence[str] | None
+) -> dict[str, Any]:
+    from automl_app.tf_env import tf
+
     rows = report.load_trials(run_dir)
     _, direction = report.objective(run_dir, manifest)
     if trials:
@@ -167,6 +202,10 @@ def reproduce(
         "seed_list": seed_list,
         "configurations": configs,
     }
+    flag = search_score_check(manifest, configs)
+    if flag is not None:
+        result["search_test_outside"] = flag
+        say(flag["line"])
     if len(configs) >= 2:
         a, b = configs[0], configs[1]
         cmp = compare(

@@ -30,7 +30,6 @@ def run_summary(run_dir: str | os.PathLike, root: str | os.PathLike | None = Non
     run_dir = Path(run_dir)
     m = runs.load_manifest(run_dir)
     cfg = m.get("config") or {}
-    data = m.get("data") or {}
     rows = report.load_trials(run_dir)
     counts = report._status_counts(rows) if rows else {}
     best = (m.get("best_trial") or {}).get("score")
@@ -40,12 +39,7 @@ def run_summary(run_dir: str | os.PathLike, root: str | os.PathLike | None = Non
         best = ranked[0].get("objective") if ranked else None
     test = m.get("test") or m.get("test_metrics") or {}
     tuner = (cfg.get("tuner") or {}).get("tuner") if isinstance(cfg.get("tuner"), dict) else None
-    dataset = (
-        data.get("dataset") or (cfg.get("data") or {}).get("dataset")
-        if isinstance(cfg.get("data"), dict)
-        else data.get("dataset")
-    )
-    dataset = dataset or data.get("data_dir") or cfg.get("dataset") or "—"
+    dataset = report.data_source(m)
     return {
         "name": str(run_dir.relative_to(root)) if root and run_dir != Path(root) else run_dir.name,
         "path": str(run_dir),

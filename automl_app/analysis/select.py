@@ -37,24 +37,36 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 _COND = re.compile(r"^\s*([A-Za-z_][\w/]*)\s*(>=|<=|==|!=|>|<|=)\s*(.+?)\s*$")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_WORD = re.compile(r"^('[^']*'|\"[^\"]*\"|[\w.\-]+)$")
+SYNTAX = (
+    "COLUMN OP VALUE with OP one of >=, <=, >, <, ==, != and VALUE a number (or a word for == and "
+    "!=), joined by ',' or 'and', e.g. \"val_accuracy>=0.9, params<1e6\""
+)
+
+
+def _value(raw: str, op: str) -> Any:
+    """A condition's value: a number for every operator, a word only for == and !=."""
+    if _NUMBER.match(raw):
+        return report.convert(raw)
+    if op in ("==", "!=", "=") and _WORD.match(raw):
+        return report.convert(raw.strip("'\""))
+    return None
 
 
 def parse_where(where: str | None) -> list[tuple[str, str, Any]]:
-    """`val_accuracy>=0.9, params<1e6` (also joined by `and`) → [(column, op, value), ...]."""
+    """`val_accuracy>=0.9, params<1e6` (also joined by `and`) → [(column, op, value), ...];
+    anything else is a UsageError saying it cannot be parsed and what is allowed."""
     if not where or not where.strip():
         return []
     out = []
     for part in re.split(r"\s*(?:,|\band\b|&&)\s*", where.strip()):
         m = _COND.match(part)
-        if not m:
-            raise UsageError(
-                f"--where must look like COLUMN OP VALUE (OP one of >=, <=, >, <, ==, !=), "
-                f"joined by ',' or 'and'. Received: {part!r}"
-            )
-        col, op, raw = m.groups()
-        out.append(
-            (ALIASES.get(col, col) if col in ALIASES else col, op, report.convert(raw.strip("'\"")))
-        )
+        value = _value(m[3].strip(), m[2]) if m else None
+        if value is None:
+            raise UsageError(f"cannot parse --where {where!r} at {part!r}; expected {SYNTAX}")
+        col, op = m[1], m[2]
+        out.append((col, op, value))
     return out
 
 
@@ -118,10 +130,15 @@ def select(
     validation accuracy recomputed through the export's preprocessing (so the pick really meets
     the condition), evaluated once on the test split and exported with the checks of `best/`.
     """
-    from automl_app import evaluate, export
-
     run_dir = Path(run_dir)
     manifest = search_manifest(run_dir)
+    with runs.lock(run_dir).hold():  # it writes selected/ and run.json
+        return _select(run_dir, manifest, where, by, say)
+
+
+def _select(run_dir: Path, manifest: dict, where: str | None, by: str, say: Say) -> dict:
+    from automl_app import evaluate, export
+
     rows = report.load_trials(run_dir)
     if not rows:
         raise UsageError(f"{str(run_dir)!r} has no trials.csv yet")
@@ -132,10 +149,6 @@ def select(
         )
     row = ok[0]
     tid = str(row["trial_id"])
-    say(
-        f"selected trial {tid}: {by_col}={report._fmt(row[by_col])} (lowest of {len(ok)} "
-        f"passing {where or 'no condition'}); objective {report._fmt(row.get('objective'))}"
-    )
     data = load_data(manifest)
     model, how = load_trial_model(run_dir, tid, manifest, data)
     spec = serving_spec(manifest)
@@ -143,14 +156,24 @@ def select(
     val_probs = probabilities(model, data.x_val, spec)
     val = evaluate.classification_metrics(data.y_val, val_probs)
     checked = {"val_accuracy": val["accuracy"], "val_loss": val["loss"]}
-    for col, op, value in conds:
+    for col, op, value in conds:  # decided and verified before anything is announced
         if col in checked and not _OPS[op](checked[col], value):
-            raise AutomlError(
-                f"trial {tid} rebuilt from its checkpoint gives {col}={checked[col]:.4f}, which "
-                f"does not meet {col}{op}{value} (trials.csv says {row.get(col)}; model "
-                f"{how}); not exported. Search with --keep-checkpoints N to keep every trial's "
-                "weights"
+            weights = (
+                "its kept checkpoint"
+                if how == "checkpoint"
+                else "retrained (its weights were not kept)"
             )
+            raise AutomlError(
+                f"no trial exported: trial {tid}, the lowest {by_col} of {len(ok)} passing "
+                f"{where!r} in trials.csv ({col}={row.get(col)}), gives {col}={checked[col]:.4f} "
+                f"when rebuilt, {weights}; search with --keep-checkpoints N to keep every "
+                "trial's weights"
+            )
+    say(
+        f"selected trial {tid}: {by_col}={report._fmt(row[by_col])} (lowest of {len(ok)} "
+        f"passing {where or 'no condition'}); objective {report._fmt(row.get('objective'))}; "
+        f"weights: {how}"
+    )
     x_test, y_test = data.test()
     out = run_dir / "selected"
     test = evaluate.write_classification_report(

@@ -43,9 +43,13 @@ def runs_cmd(root: str) -> None:
 def report_cmd(run_dir: str, top: int, open_: bool, verbose: bool) -> None:
     """Print the leaderboard and write RUN_DIR/report/ (plots and one self-contained index.html)."""
     _quiet(verbose)
-    from automl_app import report
+    from automl_app import report, runs
 
-    info = report.write_report(run_dir, say=click.echo, top=top)
+    if not (Path(run_dir) / runs.MANIFEST).is_file():
+        info = report.write_report(run_dir, say=click.echo, top=top)  # its one-line refusal
+    else:
+        with runs.lock(run_dir).hold():  # it rewrites RUN_DIR/report/
+            info = report.write_report(run_dir, say=click.echo, top=top)
     if open_:
         uri = Path(info["index"]).resolve().as_uri()
         if not webbrowser.open(uri):

@@ -14,7 +14,16 @@ plots (PNGs), figures (plotly), html (the page), writer (write_report).
 
 from __future__ import annotations
 
-from automl_app.report.base import INDEX, PLOTS, REPORT_DIR, Say, Skip, fmt, test_metrics_of
+from automl_app.report.base import (
+    INDEX,
+    PLOTS,
+    REPORT_DIR,
+    Say,
+    Skip,
+    data_source,
+    fmt,
+    test_metrics_of,
+)
 from automl_app.report.chance import chance_line
 from automl_app.report.figures import FIGURES, interactive_figures
 from automl_app.report.leaderboard import format_table, leaderboard, leaderboard_rows, ranked
@@ -68,6 +77,7 @@ __all__ = [
     "columns",
     "convert",
     "direction_of",
+    "data_source",
     "fmt",
     "format_table",
     "importance_gate",

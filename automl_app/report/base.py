@@ -52,3 +52,30 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def test_metrics_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The run's test metrics: `test` for every engine, `test_metrics` in older scratch runs."""
     return dict(runs.test_metrics(manifest) or {})
+
+
+def data_source(manifest: Mapping[str, Any]) -> str:
+    """What a run read, in words, for every engine: the CSV's file name, the folder's path or
+    the named dataset (never the config's default dataset for a run that read something else)."""
+    data = manifest.get("data") or {}
+    cfg = (manifest.get("config") or {}).get("data")
+    cfg = cfg if isinstance(cfg, Mapping) else {}
+    folder = data.get("folder") if isinstance(data.get("folder"), Mapping) else {}
+    if folder.get("data_dir"):
+        return str(folder["data_dir"])
+    if data.get("kind") == "csv" and data.get("source"):
+        name = Path(str(data["source"])).name
+        return f"{name} (spec {Path(str(data['spec'])).name})" if data.get("spec") else name
+    if data.get("kind") == "text_folder" and data.get("source"):
+        return str(data["source"])
+    if data.get("data_dir"):
+        return str(data["data_dir"])
+    if isinstance(data.get("dataset"), str) and data["dataset"]:
+        return data["dataset"]
+    if cfg.get("csv"):
+        return Path(str(cfg["csv"])).name
+    if cfg.get("data_dir"):
+        return str(cfg["data_dir"])
+    if cfg.get("spec"):
+        return Path(str(cfg["spec"])).name
+    return str(cfg.get("dataset") or "—")

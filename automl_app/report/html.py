@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_app import runs
-from automl_app.report.base import INDEX, PLOTS, REPORT_DIR, fmt, test_metrics_of
+from automl_app.report.base import INDEX, PLOTS, REPORT_DIR, data_source, fmt, test_metrics_of
 from automl_app.report.figures import FIGURES, figure_div, plotly_js
 from automl_app.report.leaderboard import leaderboard_rows
 from automl_app.report.plots import per_class_scores
@@ -56,14 +56,13 @@ def summary_items(
 ) -> list[tuple[str, Any]]:
     """The rows of the summary table: what ran, on what, and how well (missing rows left out)."""
     cfg = manifest.get("config") or {}
-    data = manifest.get("data") or {}
     best = manifest.get("best_trial") or {}
     test = test_metrics_of(manifest)
     items = [
         ("command", manifest.get("command")),
         ("status", manifest.get("status")),
         ("started", manifest.get("started_at")),
-        ("dataset", data.get("dataset") or data.get("data_dir") or cfg.get("data", {})),
+        ("dataset", data_source(manifest)),
         ("engine", manifest.get("engine")),
         ("tuner", (cfg.get("tuner") or {}).get("tuner") if isinstance(cfg, dict) else None),
         ("best trial", best.get("trial_id")),

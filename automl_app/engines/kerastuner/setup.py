@@ -53,18 +53,15 @@ def make_search_tuner(
 ):
     """The hypermodel and the tuner; the first trial is the space's defaults (or, with
     --lr-find, the defaults at the suggested learning rate) unless --no-defaults-first."""
-    from automl_app.models.hypermodel import (
-        SpaceHyperModel,
-        UserHyperModel,
-        load_user_hypermodel,
-    )
+    from automl_app.models.hypermodel import hypermodel_for
     from automl_app.tuning.tuners import make_tuner
 
     info = data.info
     enqueue = list(cfg.tuner.enqueue)
     defaults_first = cfg.tuner.defaults_first
+    hypermodel = hypermodel_for(space, info.image_shape, info.num_classes,
+                                user=cfg.space.hypermodel, seed=cfg.tuner.seed)  # fmt: skip
     if space is not None:
-        hypermodel = SpaceHyperModel(space, info.image_shape, info.num_classes, seed=cfg.tuner.seed)
         train, val = data.as_datasets()
         fit_args = {"train": train, "val": val}
         if cfg.tuner.lr_find if lr_find is None else lr_find:
@@ -73,7 +70,6 @@ def make_search_tuner(
             ] + enqueue
             defaults_first = False  # the LR test's configuration is the defaults, better tuned
     else:
-        hypermodel = UserHyperModel(load_user_hypermodel(cfg.space.hypermodel), info.num_classes)
         fit_args = {
             "train": data.x_train.astype("float32") / 255.0,
             "y_train": data.y_train,

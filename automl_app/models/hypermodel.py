@@ -280,3 +280,32 @@ def describe(values: Mapping[str, Any]) -> str:
             v = f"{v:.3g}"
         parts.append(f"{k}={v}")
     return " ".join(parts)
+
+
+def hypermodel_for(
+    space: Space | None,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    user: str | None = None,
+    seed: int | None = None,
+) -> Any:
+    """The one space → hypermodel step: the search builds its trials with it and `select` /
+    `reproduce` rebuild them with it, so a rebuilt trial is the trial that ran."""
+    if space is None:
+        if not user:
+            raise UsageError("a search needs a --space or a --hypermodel")
+        return UserHyperModel(load_user_hypermodel(user), num_classes)
+    return SpaceHyperModel(space, tuple(image_shape), num_classes, seed=seed)
+
+
+def servable(model: Any) -> Any:
+    """`portable(model)` with a fresh optimizer: a model trained here (a retrained trial) carries
+    optimizer slots that a SavedModel cannot track once its schedule replaced them
+    ("Unable to save the object ListWrapper([<Variable path=adam/iteration …"); serving needs
+    the weights only."""
+    loss = getattr(model, "loss", None)
+    if loss is None or isinstance(loss, SparseSmoothedCrossentropy):
+        loss = "sparse_categorical_crossentropy"
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    return model

@@ -57,8 +57,8 @@ def serve_oracle(oracle: Any, poll: float = 0.5, timeouts: Timeouts | None = Non
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
+
+    from automl_app.tuning.compat import oracle_chief, protos
 
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     folder = os.environ.get("AUTOML_WORKERS_DIR") or Path(oracle._project_dir).parent / "workers"
@@ -91,7 +91,7 @@ def serve_oracle(oracle: Any, poll: float = 0.5, timeouts: Timeouts | None = Non
 
 def skip_retries(oracle: Any) -> list[Any]:
     """The budget oracle's `skip_retries` under the oracle lock (none for other oracles)."""
-    from keras_tuner.src.engine.oracle import synchronized
+    from keras_tuner import synchronized
 
     method = getattr(oracle, "skip_retries", None)
     return [] if method is None else synchronized(lambda o: method())(oracle)
@@ -122,9 +122,9 @@ def make_servicer(oracle: Any, events: EventLog, timeouts: Timeouts | None = Non
     Returns the servicer; call its `reap()` periodically (serve_oracle does, every poll).
     """
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-    from keras_tuner.src.engine.oracle import synchronized
+    from keras_tuner import synchronized
+
+    from automl_app.tuning.compat import oracle_chief, protos
 
     t = timeouts or Timeouts.from_env()
     proto = protos.get_proto()

@@ -25,9 +25,11 @@ from automl_app.tf_env import tf as _tf
 _tf()  # TensorFlow first, quietly, before KerasTuner imports it loudly.
 
 import keras_tuner  # noqa: E402
-from keras_tuner.src.engine import tuner as tuner_module  # noqa: E402
-from keras_tuner.src.engine.trial import TrialStatus  # noqa: E402
-from keras_tuner.src.tuners.gridsearch import GridSearchOracle, LinkedList  # noqa: E402
+from keras_tuner.engine import tuner as tuner_module  # noqa: E402
+from keras_tuner.engine.trial import TrialStatus  # noqa: E402
+from keras_tuner.oracles import GridSearchOracle  # noqa: E402
+
+from automl_app.tuning.compat import LinkedList  # noqa: E402
 
 __all__ = ["ResumableGridSearchOracle", "ResumableGridSearch", "make_grid_tuner"]
 

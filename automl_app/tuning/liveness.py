@@ -145,8 +145,9 @@ def tag_client(oracle_client: Any, timeouts: Timeouts | None = None) -> None:
     watch allows, so the watch (one clear line) always speaks first.
     """
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_client as oc
+
+    from automl_app.tuning.compat import oracle_client as oc
+    from automl_app.tuning.compat import protos
 
     t = timeouts or Timeouts.from_env()
     oc.TIMEOUT = max(t.chief, t.chief_start) + 30
@@ -237,7 +238,8 @@ class ChiefWatch:
 
     def _loop(self) -> None:
         import grpc
-        from keras_tuner.src import protos
+
+        from automl_app.tuning.compat import protos
 
         stub = protos.get_service_grpc().OracleStub(channel_to(self.address))
         request = protos.get_service().GetSpaceRequest()

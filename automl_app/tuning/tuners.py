@@ -370,9 +370,8 @@ def make_tuner(
     The first trial is the space's defaults (`defaults_first`; grid search starts there anyway),
     then the `enqueue` configurations, then the tuner's own proposals.
     """
-    from keras_tuner.src import config as kt_config
-
     from automl_app.tf_env import is_verbose
+    from automl_app.tuning.compat import config as kt_config
 
     kt_config.DEBUG = is_verbose()  # KerasTuner prints every failed trial's traceback otherwise
     if name not in TUNERS:

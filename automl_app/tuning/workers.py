@@ -456,9 +456,8 @@ def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> 
     saves the tuner and serves the oracle like KerasTuner's own chief (`BaseTuner.search`), but
     returns within `poll` seconds of the last trial's end instead of up to 20 s later.
     """
-    from keras_tuner.src.distribute import utils as dist_utils
-
     from automl_app.tuning import chief
+    from automl_app.tuning.compat import dist_utils
 
     if not dist_utils.has_chief_oracle():
         chief.forget_ended_retries(tuner.oracle)

@@ -198,9 +198,23 @@ class Augment:
         )
 
 
-def flip(image: Any) -> Any:
+def flip(image: Any, seed: int | None = None) -> Any:
     """Random left-right mirror."""
-    return tf().image.random_flip_left_right(image)
+    return tf().image.random_flip_left_right(image, seed=seed)
+
+
+def shift(image: Any, fraction: float, seed: int | None = None) -> Any:
+    """Random translation of an [H,W,C] image by up to `fraction` of its size, zeros filled in.
+
+    Zero-padding then a random crop back to size: on uint8 data a fraction of the cost of
+    keras RandomTranslation (an interpolating projective transform), and exact pixel moves.
+    The image's static height and width must be known (they are for cached arrays).
+    """
+    t = tf()
+    h, w = int(image.shape[0]), int(image.shape[1])
+    ph, pw = max(1, round(fraction * h)), max(1, round(fraction * w))
+    padded = t.pad(image, [[ph, ph], [pw, pw], [0, 0]])
+    return t.image.random_crop(padded, t.shape(image), seed=seed)
 
 
 def rotate(layer: Any, image: Any) -> Any:

@@ -65,19 +65,17 @@ def batches(
 
 
 def _augmenter(shift: float, flip: bool, seed: int | None):
-    """(image, label) -> (randomly shifted and/or flipped image, label), for Dataset.map."""
-    from automl_app.tf_env import tf
+    """(image, label) -> (randomly shifted and/or flipped image, label), for Dataset.map.
 
-    t = tf()
+    The transforms are data/stages' (the one augmentation implementation), in this order.
+    """
+    from automl_app.data import stages
 
     def augment(x, y):
         if shift > 0:
-            h, w = int(x.shape[0]), int(x.shape[1])
-            ph, pw = max(1, round(shift * h)), max(1, round(shift * w))
-            padded = t.pad(x, [[ph, ph], [pw, pw], [0, 0]])
-            x = t.image.random_crop(padded, t.shape(x), seed=seed)
+            x = stages.shift(x, shift, seed=seed)
         if flip:
-            x = t.image.random_flip_left_right(x, seed=seed)
+            x = stages.flip(x, seed=seed)
         return x, y
 
     return augment

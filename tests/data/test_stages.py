@@ -257,3 +257,69 @@ def test_guard_callback_names_skipped_files_during_fit_and_predict(tmp_path, rec
     import warnings
 
     assert not [f for f in warnings.filters if "ran out" in str(getattr(f[1], "pattern", ""))]
+
+
+def _translations(x: np.ndarray, ph: int, pw: int) -> set[bytes]:
+    """Every zero-filled translation of x by up to (ph, pw) pixels."""
+    padded = np.pad(x, [(ph, ph), (pw, pw), (0, 0)])
+    h, w = x.shape[:2]
+    return {
+        padded[i : i + h, j : j + w].tobytes() for i in range(2 * ph + 1) for j in range(2 * pw + 1)
+    }
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.25])
+def test_shift_is_a_zero_filled_translation_eager_and_in_map(fraction):
+    x = np.arange(8 * 8 * 1, dtype=np.uint8).reshape(8, 8, 1) + 1
+    ph = pw = max(1, round(fraction * 8))
+    allowed = _translations(x, ph, pw)
+    fn = lambda img: stages.shift(img, fraction)  # noqa: E731
+    outs = set()
+    for _ in range(40):
+        eager, graph = _both(fn, x)
+        assert eager.dtype == graph.dtype == np.uint8 and eager.shape == graph.shape == x.shape
+        assert eager.tobytes() in allowed and graph.tobytes() in allowed
+        outs |= {eager.tobytes(), graph.tobytes()}
+    assert len(outs) > 2  # it does move the image
+
+
+def _old_hypermodel_augment(shift, flip, seed):
+    """models/hypermodel.py's own augmentation before it used data/stages (the reference)."""
+
+    def augment(x, y):
+        if shift > 0:
+            h, w = int(x.shape[0]), int(x.shape[1])
+            ph, pw = max(1, round(shift * h)), max(1, round(shift * w))
+            padded = t.pad(x, [[ph, ph], [pw, pw], [0, 0]])
+            x = t.image.random_crop(padded, t.shape(x), seed=seed)
+        if flip:
+            x = t.image.random_flip_left_right(x, seed=seed)
+        return x, y
+
+    return augment
+
+
+@pytest.mark.parametrize("shift, flip", [(0.1, False), (0.0, True), (0.2, True)])
+def test_hypermodel_augment_is_stages_and_behaves_as_before(shift, flip):
+    """The hypermodel's per-example augmentation goes through stages.shift/flip, with the same
+    random draws as its former own code: eagerly and inside Dataset.map, seeded."""
+    from automl_app.models import hypermodel
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (16, 12, 12, 1), dtype=np.uint8)
+    y = np.arange(16)
+
+    def run(make, *, in_map):
+        t.random.set_seed(1)
+        fn = make(shift, flip, 7)
+        if in_map:
+            ds = t.data.Dataset.from_tensor_slices((x, y)).map(fn)
+            return np.stack([a.numpy() for a, _ in ds])
+        return np.stack([fn(t.constant(xi), yi)[0].numpy() for xi, yi in zip(x, y, strict=True)])
+
+    for in_map in (False, True):
+        new = run(hypermodel._augmenter, in_map=in_map)
+        old = run(_old_hypermodel_augment, in_map=in_map)
+        np.testing.assert_array_equal(new, old)
+        assert new.dtype == np.uint8 and new.shape == x.shape
+        assert not np.array_equal(new, x)  # something moved

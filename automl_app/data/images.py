@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ __all__ = [
     "SkipGuard",
     "folder_image_data",
     "load_arrays",
+    "load_image_files",
     "prepare_folder",
     "raw_sample",
     "skipped_lines",
@@ -254,6 +255,70 @@ def load_arrays(
         for i in np.flatnonzero(~done)
     ]
     return x[done], y[done], skipped
+
+
+def load_image_files(
+    paths: Sequence[str | os.PathLike],
+    *,
+    size: tuple[int, int] | None = None,
+    channels: int = 3,
+    check_memory: Callable[[int, tuple[int, int, int]], None] | None = None,
+    what: str = "image file",
+) -> np.ndarray:
+    """Image files listed by the user (e.g. a table's image column) → uint8 [N,H,W,C], in order.
+
+    The training decoder (stages.read → decode, tf.io: JPEG, PNG, GIF frame 0, BMP, WebP), then
+    a stretch to `size` = (height, width) when given, else the first image's size; channels=1
+    converts to grayscale. Rows stay aligned with the other columns, so nothing is skipped: a
+    missing or undecodable file is a DataError naming it (and why). `check_memory(n, shape)` is
+    called before the array is allocated.
+    """
+    from automl_app.data import stages
+    from automl_app.tf_env import tf
+
+    if channels not in (1, 3):
+        raise UsageError(f"channels must be 1 or 3. Received: {channels!r}")
+    paths = [str(p) for p in paths]
+    if not paths:
+        return np.zeros((0, *(size or (1, 1)), channels), np.uint8)
+    for p in paths:
+        if not Path(p).is_file():
+            raise DataError(f"{what} {p!r} does not exist")
+    t = tf()
+    if size is None:
+        with stages.quiet_decoder_warnings():
+            try:
+                first = stages.decode(stages.read(t.constant(paths[0])))
+            except Exception:
+                reason = scan.load_failure(paths[0]) or "failed to load"
+                raise DataError(f"{what} {paths[0]!r} cannot be decoded: {reason}") from None
+        size = (int(first.shape[0]), int(first.shape[1]))
+    height, width = int(size[0]), int(size[1])
+    if check_memory is not None:
+        check_memory(len(paths), (height, width, channels))
+    n = len(paths)
+    out = np.zeros((n, height, width, channels), np.uint8)
+
+    def load(i, path):
+        image = stages.resize(stages.decode(stages.read(path)), height, width)
+        if channels == 1:
+            image = t.image.rgb_to_grayscale(image)
+        return i, stages.to_uint8(image)
+
+    ds = t.data.Dataset.from_tensor_slices((np.arange(n, dtype=np.int64), paths))
+    ds = ds.map(load, num_parallel_calls=t.data.AUTOTUNE, deterministic=True)
+    ds = stages.skip_failures(ds).batch(64).prefetch(t.data.AUTOTUNE)
+    done = np.zeros(n, dtype=bool)
+    with stages.quiet_decoder_warnings():
+        for idx, images in ds.as_numpy_iterator():
+            out[idx] = images
+            done[idx] = True
+    if not done.all():
+        bad = [paths[i] for i in np.flatnonzero(~done)]
+        reason = scan.load_failure(bad[0]) or "failed to load"
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(f"{what} {bad[0]!r} cannot be decoded: {reason}{more}")
+    return out
 
 
 def _check_image_args(image_size: Any, channels: Any) -> None:

@@ -147,6 +147,15 @@ def resize_with_pad(image: Any, size: int) -> Any:
     return out if batched else out[0]
 
 
+def resize(image: Any, height: int, width: int) -> Any:
+    """Stretch to exactly height×width (no padding; for inputs whose spec fixes both) → float32.
+
+    The same antialiased bilinear resize as resize_with_pad, without keeping the aspect ratio.
+    """
+    t = tf()
+    return t.image.resize(image, [int(height), int(width)], antialias=True)
+
+
 def to_uint8(image: Any) -> Any:
     """float 0..255 (e.g. after resize_with_pad of a uint8 image) → uint8, rounded and clipped."""
     t = tf()

@@ -91,3 +91,35 @@ def test_missing_files_without_network_fail_fast(tmp_path, with_data_dir):
     assert "Traceback" not in proc.stderr
     assert elapsed < 5, f"took {elapsed:.1f}s"
     assert not (tmp_path / "run").exists(), "a data failure must not leave a run directory"
+
+
+def test_load_image_files_keeps_order_size_and_names_bad_files(tmp_path):
+    """The multi-input loader's decoder: data/images through the training stages, not PIL."""
+    from PIL import Image
+
+    from automl_app.data import images
+    from automl_app.errors import DataError
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (6, 9, 3), dtype=np.uint8) for _ in range(3)]
+    paths = []
+    for i, a in enumerate(arrays):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(a).save(paths[-1])
+    Image.fromarray(arrays[0]).resize((18, 12)).save(tmp_path / "big.bmp")
+    x = images.load_image_files(paths)  # size: the first image's, no resize: exact pixels
+    assert x.dtype == np.uint8 and x.shape == (3, 6, 9, 3)
+    np.testing.assert_array_equal(x, np.stack(arrays))
+    seen = []
+    x = images.load_image_files(
+        [*paths, tmp_path / "big.bmp"], size=(6, 9), channels=1,
+        check_memory=lambda n, shape: seen.append((n, shape)),
+    )  # fmt: skip
+    assert x.shape == (4, 6, 9, 1) and seen == [(4, (6, 9, 1))]
+    gray = np.asarray(Image.fromarray(arrays[1]).convert("L"), dtype=np.float32)
+    assert np.abs(x[1, ..., 0] - gray).max() <= 1.0  # same luma weights as PIL's "L"
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match=r"bad\.png"):
+        images.load_image_files([paths[0], tmp_path / "bad.png"])
+    with pytest.raises(DataError, match=r"missing\.png.*does not exist"):
+        images.load_image_files([tmp_path / "missing.png"], what="image file")

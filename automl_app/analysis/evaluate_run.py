@@ -104,12 +104,13 @@ def evaluate_export(
     sm, manifest, labels = _saved_model_and_manifest(source)
     mdata = (manifest or {}).get("data") or {}
     mcfg = (manifest or {}).get("config") or {}
-    if not dataset and not data_dir:
+    table_run = _table_run(manifest, dataset, data_dir)
+    if not table_run and not dataset and not data_dir:
         folder = mdata.get("folder") or {}
         data_dir = folder.get("data_dir") or mdata.get("data_dir")
         named = mdata.get("dataset") if isinstance(mdata.get("dataset"), str) else None
         dataset = None if data_dir else named
-    if not dataset and not data_dir:
+    if not table_run and not dataset and not data_dir:
         raise UsageError(
             f"{str(source)!r} records no dataset: pass --dataset NAME or --data-dir DIR"
         )
@@ -117,7 +118,9 @@ def evaluate_export(
     loaded = t.saved_model.load(str(sm))
     if not hasattr(loaded, "serve"):
         raise UsageError(f"{sm} has no `serve` endpoint (not exported by automl)")
-    if dataset:
+    if table_run:
+        probs, y, names, what = _predict_rows(loaded.serve, manifest, split)
+    elif dataset:
         from automl_app.data import datasets
 
         dcfg = mcfg.get("data") if isinstance(mcfg.get("data"), dict) else {}
@@ -148,7 +151,7 @@ def evaluate_export(
         probs = _predict_folder(loaded.serve, files)
         y = np.asarray([names.index(f.label) for f in files])
         what = Path(str(data_dir)).name
-    if labels is not None and list(labels) != list(names):
+    if names and labels is not None and list(labels) != list(names):
         raise DataError(
             f"the model's labels {labels[:5]}… differ from the data's classes {names[:5]}…; "
             "evaluate it on data with the same classes"
@@ -189,6 +192,85 @@ def evaluate_export(
     }
     runs.atomic_write_json(out / "evaluation.json", result)
     return result
+
+
+def _table_run(
+    manifest: Mapping[str, Any] | None, dataset: str | None, data_dir: str | None
+) -> bool:
+    """Whether this is a structured or text run (its own rows rebuilt from run.json); a data
+    option, or a run kind evaluate cannot rebuild, is a one-line UsageError naming the kind."""
+    from automl_app import report
+    from automl_app.data import source
+
+    if manifest is None:
+        return False
+    command = manifest.get("command")
+    if command == "search multi":
+        raise UsageError(
+            "evaluate does not apply to a 'search multi' run (several named inputs and heads); "
+            "its test metrics are in run.json and report/"
+        )
+    if not source.is_table_run(manifest):
+        return False
+    if dataset or data_dir:
+        flag = "--dataset" if dataset else "--data-dir"
+        raise UsageError(
+            f"{flag} does not apply to a {command!r} run (it read {report.data_source(manifest)}); "
+            "run `automl evaluate RUN_DIR` with no data option: its own rows are rebuilt from "
+            "run.json"
+        )
+    return True
+
+
+def _predict_rows(serve: Any, manifest: Mapping[str, Any], split: str):
+    """(outputs, targets, class names, data name) of a structured/text run's split through the
+    SavedModel's `serve` (raw strings for text, one named column per input for tables)."""
+    import re
+
+    from automl_app.data import source
+    from automl_app.tf_env import tf
+
+    t = tf()
+    rows = source.rows_for_run(manifest)
+    if split == "all":
+        x = np.concatenate([rows["x"][k] for k in SPLITS])
+        y = np.concatenate([rows["y"][k] for k in SPLITS])
+    else:
+        x, y = rows["x"][split], rows["y"][split]
+    if not len(x):
+        raise DataError(f"the run's {split!r} split is empty")
+    columns = rows["column_names"]
+    outs = []
+    for i in range(0, len(x), 1024):
+        chunk = x[i : i + 1024]
+        if not columns:
+            outs.append(np.asarray(serve(t.constant(np.asarray(chunk).astype(str).reshape(-1)))))
+            continue
+        args, kwargs = serve.concrete_functions[0].structured_input_signature
+        specs = args[0] if args else kwargs
+        by_name = {re.sub(r"[^A-Za-z0-9_]", "_", str(c)).strip("_") or "input": j
+                   for j, c in enumerate(columns)}  # fmt: skip
+        feed = {}
+        for name, spec in specs.items():
+            j = by_name.get(name, by_name.get(name[2:] if name.startswith("c_") else name))
+            if j is None:
+                raise DataError(f"the export's input {name!r} is not a column of {rows['source']}")
+            cells = np.asarray(chunk)[:, j]
+            if spec.dtype == t.string:
+                feed[name] = t.constant(cells.astype(str))
+            else:
+                feed[name] = t.constant(
+                    np.asarray([_float(v) for v in cells], np.float32), dtype=spec.dtype
+                )
+        outs.append(np.asarray(serve(feed)))
+    return np.concatenate(outs), y, rows["class_names"], Path(rows["source"]).name
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

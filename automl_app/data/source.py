@@ -178,3 +178,82 @@ def load_for_run(manifest: Mapping[str, Any], *, verbose: bool = False) -> Image
 
 def env_data_dir() -> str | None:
     return os.environ.get(datasets.DATA_DIR_ENV)
+
+
+TABLE_COMMANDS = ("search structured", "search text")
+
+
+def is_table_run(manifest: Mapping[str, Any]) -> bool:
+    """A table or text search (rows of a CSV/Parquet file or a text folder), not images."""
+    return manifest.get("command") in TABLE_COMMANDS
+
+
+def rows_for_run(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A structured or text run's own rows, split exactly as its search split them (the file
+    and split settings run.json recorded, data.tabular.holdout), fingerprint-checked: a file
+    that changed since the run is a one-line DataError. Returns {"x": {split: x}, "y": {...},
+    "class_names", "task", "column_names", "source"}."""
+    from automl_app.data import tabular, text
+    from automl_app.data.fingerprint import fingerprint
+
+    d = manifest.get("data") or {}
+    cfg = (manifest.get("config") or {}).get("data") or {}
+    split = d.get("split") or {}
+    src = d.get("source") or cfg.get("csv") or cfg.get("data_dir")
+    if not src:
+        raise UsageError("run.json records no data source for this run (the search never read it)")
+    if not Path(str(src)).exists():
+        raise DataError(f"the run's data {str(src)!r} is gone; its rows cannot be rebuilt")
+    seed = int(split.get("seed", cfg.get("seed", 0)) or 0)
+    val_fraction = float(split.get("val_fraction", cfg.get("val_fraction", 0.1)))
+    test_fraction = float(split.get("test_fraction", tabular.TEST_FRACTION))
+    max_samples = split.get("max_samples", cfg.get("max_samples"))
+    n_load = tabular.rows_to_load(max_samples, val_fraction, test_fraction)
+    task = d.get("task") or "auto"
+    columns: list[str] = []
+    if manifest.get("command") == "search structured":
+        data = tabular.load_table(src, d.get("target") or cfg.get("target"), task=task,
+                                  column_types=cfg.get("column_types") or None,
+                                  max_samples=n_load, seed=seed)  # fmt: skip
+        x, columns = data.x, list(data.column_names)
+    elif d.get("kind") == "text_folder":
+        data = text.load_text_folder(src, max_samples=n_load, seed=seed)
+        x = data.texts
+    else:
+        data = text.load_text_csv(src, d.get("text_column") or cfg.get("text_column"),
+                                  d.get("target") or cfg.get("target"), task=task,
+                                  max_samples=n_load, seed=seed)  # fmt: skip
+        x = data.texts
+    y = data.y
+    tr, va, te = tabular.holdout(y, data.task, seed=seed, val_fraction=val_fraction,
+                                 test_fraction=test_fraction, max_train=max_samples)  # fmt: skip
+    saved = d.get("fingerprint") or {}
+    for name, idx in (("train", tr), ("val", va)):
+        if saved.get(name) and fingerprint(x[idx], y[idx]) != saved[name]:
+            raise DataError(
+                f"{str(src)!r} no longer gives the run's {name} split (fingerprint differs): "
+                "the file changed since the run; evaluate on the data it was trained on"
+            )
+    digest = d.get("file_sha256")
+    if digest and Path(str(src)).is_file() and file_sha256(src) != digest:
+        raise DataError(f"{str(src)!r} changed since the run (its sha256 differs)")
+    parts = {"train": tr, "val": va, "test": te}
+    return {
+        "x": {k: x[i] for k, i in parts.items()},
+        "y": {k: y[i] for k, i in parts.items()},
+        "class_names": list(data.class_names or []),
+        "task": data.task,
+        "column_names": columns,
+        "source": str(src),
+    }
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """A data file's content digest (what a table run may record as `data.file_sha256`)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

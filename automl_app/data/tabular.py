@@ -10,6 +10,7 @@ ignored).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,3 +297,52 @@ def load_table(
 
 
 load_csv = load_table  # the name `--csv` suggests; it reads Parquet and DataFrames as well
+
+
+TEST_FRACTION = 0.2  # the held-out test share of a table or text search's rows
+
+
+def holdout(
+    y: np.ndarray,
+    task: str,
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float = TEST_FRACTION,
+    max_train: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded train/val/test row indices; per class for classifiers, so every class keeps
+    training rows (AutoKeras needs them) and the test set mirrors the class balance. The one
+    rule: the table and text searches split with it and every command that reads their runs
+    rebuilds the same split with it."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    groups = (
+        [np.flatnonzero(y == c) for c in np.unique(y)]
+        if task == "classification"
+        else [np.arange(len(y))]
+    )
+    tr, va, te = [], [], []
+    for g in groups:
+        g = rng.permutation(g)
+        n_test = int(round(len(g) * test_fraction))
+        n_val = int(round(len(g) * val_fraction))
+        if len(g) - n_test - n_val < 1:  # a rare class: keep one row for training
+            n_val = max(0, min(n_val, len(g) - n_test - 1))
+            n_test = max(0, min(n_test, len(g) - 1))
+        te.append(g[:n_test])
+        va.append(g[n_test : n_test + n_val])
+        tr.append(g[n_test + n_val :])
+    train, val, test = (np.sort(np.concatenate(p)).astype(np.int64) for p in (tr, va, te))
+    if max_train is not None and len(train) > max_train:
+        train = np.sort(rng.choice(train, size=max_train, replace=False))
+    if len(test) == 0:
+        raise DataError(f"too few rows ({len(y)}) to hold out a test split; use more data")
+    return train, val, test
+
+
+def rows_to_load(max_samples: int | None, val_fraction: float, test_fraction: float) -> int | None:
+    """Rows to read so that `max_samples` training rows remain after the val/test hold-out."""
+    if max_samples is None:
+        return None
+    return int(math.ceil(max_samples / (1.0 - test_fraction - val_fraction))) + 2

@@ -230,10 +230,40 @@ def export_run(
         )
     with runs.lock(run_dir).hold():
         if format == "saved_model":
+            target = _export_target(run_dir, manifest, out, None)
             return _export_saved_model(
-                run_dir, manifest, out or run_dir / "export" / "saved_model", say
+                run_dir, manifest, target or run_dir / "export" / "saved_model", say
             )
+        name = f"model{'' if quantize == 'none' else '_' + quantize}.{format}"
+        out = _export_target(run_dir, manifest, out, name)
         return _export_fixed(run_dir, manifest, saved, format, quantize, out, say)
+
+
+def _export_target(run_dir: Path, manifest: dict, out: Any, name: str | None) -> Path | None:
+    """Where `export --out` writes, never over what is not ours: an existing directory gets
+    DIR/<name> for a file format; a SavedModel replaces only an empty directory or a SavedModel;
+    an existing file is replaced only when this run wrote it. UsageError naming it otherwise."""
+    if out is None:
+        return None
+    out = Path(out)
+    if name is not None and out.is_dir():
+        out = out / name
+    ours = {str(Path(e.get("path") or "")) for e in (manifest.get("exports") or {}).values()}
+    inside = run_dir.resolve() in out.resolve().parents
+    if name is None and out.exists():
+        if out.is_file():
+            raise UsageError(f"--out {str(out)!r} is a file; a SavedModel is a directory")
+        if any(out.iterdir()) and not (out / "saved_model.pb").is_file():
+            raise UsageError(
+                f"--out {str(out)!r} is a directory that holds other files and no SavedModel; "
+                "pass a new or empty directory (nothing in it was changed)"
+            )
+    elif name is not None and out.is_file() and str(out) not in ours and not inside:
+        raise UsageError(
+            f"--out {str(out)!r} exists and was not written by this run's export; pass another "
+            "path or remove it (it was not changed)"
+        )
+    return out
 
 
 def _export_saved_model(run_dir: Path, manifest: dict, out: str | Path, say: Say) -> dict:

@@ -263,15 +263,15 @@ def load_image_files(
     size: tuple[int, int] | None = None,
     channels: int = 3,
     check_memory: Callable[[int, tuple[int, int, int]], None] | None = None,
-    what: str = "image file",
+    source: str | None = None,
 ) -> np.ndarray:
     """Image files listed by the user (e.g. a table's image column) → uint8 [N,H,W,C], in order.
 
     The training decoder (stages.read → decode, tf.io: JPEG, PNG, GIF frame 0, BMP, WebP), then
     a stretch to `size` = (height, width) when given, else the first image's size; channels=1
     converts to grayscale. Rows stay aligned with the other columns, so nothing is skipped: a
-    missing or undecodable file is a DataError naming it (and why). `check_memory(n, shape)` is
-    called before the array is allocated.
+    missing or undecodable file is a DataError naming it (and why; `source` says where the path
+    came from). `check_memory(n, shape)` is called before the array is allocated.
     """
     from automl_app.data import stages
     from automl_app.tf_env import tf
@@ -279,11 +279,12 @@ def load_image_files(
     if channels not in (1, 3):
         raise UsageError(f"channels must be 1 or 3. Received: {channels!r}")
     paths = [str(p) for p in paths]
+    where = f" (from {source})" if source else ""
     if not paths:
         return np.zeros((0, *(size or (1, 1)), channels), np.uint8)
     for p in paths:
         if not Path(p).is_file():
-            raise DataError(f"{what} {p!r} does not exist")
+            raise DataError(f"image file {p!r}{where} does not exist")
     t = tf()
     if size is None:
         with stages.quiet_decoder_warnings():
@@ -291,7 +292,9 @@ def load_image_files(
                 first = stages.decode(stages.read(t.constant(paths[0])))
             except Exception:
                 reason = scan.load_failure(paths[0]) or "failed to load"
-                raise DataError(f"{what} {paths[0]!r} cannot be decoded: {reason}") from None
+                raise DataError(
+                    f"image file {paths[0]!r}{where} cannot be decoded: {reason}"
+                ) from None
         size = (int(first.shape[0]), int(first.shape[1]))
     height, width = int(size[0]), int(size[1])
     if check_memory is not None:
@@ -317,7 +320,7 @@ def load_image_files(
         bad = [paths[i] for i in np.flatnonzero(~done)]
         reason = scan.load_failure(bad[0]) or "failed to load"
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise DataError(f"{what} {bad[0]!r} cannot be decoded: {reason}{more}")
+        raise DataError(f"image file {bad[0]!r}{where} cannot be decoded: {reason}{more}")
     return out
 
 

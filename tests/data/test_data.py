@@ -121,5 +121,5 @@ def test_load_image_files_keeps_order_size_and_names_bad_files(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match=r"bad\.png"):
         images.load_image_files([paths[0], tmp_path / "bad.png"])
-    with pytest.raises(DataError, match=r"missing\.png.*does not exist"):
-        images.load_image_files([tmp_path / "missing.png"], what="image file")
+    with pytest.raises(DataError, match=r"missing\.png' \(from a column\) does not exist"):
+        images.load_image_files([tmp_path / "missing.png"], source="a column")

@@ -6,6 +6,11 @@ versions) and, whatever happens inside the `with` block, leaves a truthful statu
 `completed` (via Run.finish), `interrupted` (Ctrl-C / SIGINT) or `failed`. run.json is written
 here and only here.
 
+What is not ours is safe: `--overwrite` empties only a run directory (run.json) or an empty one.
+A command that fails before it trained anything (its input refused while loading the data) removes
+the directory it created; a run directory that failed that way elsewhere (after --overwrite) is
+taken by a plain rerun without --overwrite.
+
 The lock is an OS file lock (flock) on RUN_DIR/.lock: a second command on the same run directory
 is refused at once, and a killed holder never leaves it stuck (the kernel drops the lock with the
 process).
@@ -180,13 +185,68 @@ def lock(run_dir: str | os.PathLike) -> RunLock:
     return RunLock(Path(run_dir)).acquire()
 
 
+# Files a run holds before anything is trained: the manifest (and the copy `update` keeps), the
+# lock, and the Python API's DataFrame (data/tables.py FRAME_FILE). A failed run with nothing else
+# trained nothing: a plain rerun may take its directory, and a failed command that created it
+# removes it (see open_run).
+PRE_TRAINING = frozenset({MANIFEST, previous_copy(MANIFEST).name, LOCK, "data.parquet"})
+
+
+def _entries(run_dir: Path) -> list[Path]:
+    """What RUN_DIR holds, the lock aside (a leftover .lock alone counts as empty)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.iterdir() if p.name != LOCK)
+
+
+def _trained_nothing(run_dir: Path) -> bool:
+    """RUN_DIR holds only pre-training files (and empty folders)."""
+    for p in _entries(run_dir):
+        if p.is_dir() and not p.is_symlink():
+            if any(p.iterdir()):
+                return False
+        elif p.name not in PRE_TRAINING:
+            return False
+    return True
+
+
+def failed_before_training(run_dir: str | os.PathLike) -> bool:
+    """RUN_DIR is a run that failed before it trained anything (its input was refused): a plain
+    rerun may start again there without --overwrite."""
+    run_dir = Path(run_dir)
+    path = run_dir / MANIFEST
+    if not path.is_file() or not _trained_nothing(run_dir):
+        return False
+    manifest, problem = _parse_manifest(path)
+    return problem is None and manifest.get("status") == "failed"
+
+
+def _check_replaceable(run_dir: Path) -> None:
+    """--overwrite empties only a run (run.json) or an empty folder; never a home directory."""
+    resolved = run_dir.resolve()
+    if resolved in (Path.home().resolve(), Path(resolved.anchor)):
+        raise UsageError(
+            f"--overwrite refuses to empty {str(run_dir)!r}: it is "
+            f"{'your home directory' if resolved != Path(resolved.anchor) else 'a filesystem root'}"
+            "; pass a new or empty --run-dir"
+        )
+    entries = _entries(run_dir)
+    if entries and not (run_dir / MANIFEST).is_file():
+        first = entries[0].name + ("/" if entries[0].is_dir() else "")
+        more = f" and {len(entries) - 1} more" if len(entries) > 1 else ""
+        raise UsageError(
+            f"--overwrite refuses to empty {str(run_dir)!r}: it holds files ({first}{more}) but "
+            f"no run ({MANIFEST} missing); pass a new or empty --run-dir"
+        )
+
+
 def _clear(run_dir: Path) -> None:
-    """--overwrite: remove everything in RUN_DIR but the lock we hold."""
+    """--overwrite: remove everything in RUN_DIR but the lock we hold; only a run directory or an
+    empty one (checked again here, since this is what deletes)."""
     import shutil
 
-    for p in run_dir.iterdir():
-        if p.name == LOCK:
-            continue
+    _check_replaceable(run_dir)
+    for p in _entries(run_dir):
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:
@@ -197,12 +257,17 @@ def prepare_run_dir(
     run_dir: str | os.PathLike, *, overwrite: bool, resume: bool = False, clear: bool = True
 ) -> Path:
     """Check RUN_DIR against --overwrite/--resume and create it (exit 2 when they don't fit);
-    with --overwrite empty it (open_run passes clear=False and empties it once locked)."""
+    with --overwrite empty it (open_run passes clear=False and empties it once locked). A run
+    that failed before training (failed_before_training) is taken without --overwrite."""
     run_dir = Path(run_dir)
     if resume and overwrite:
         raise UsageError("--resume and --overwrite are exclusive: continue the run or replace it")
-    nonempty = run_dir.exists() and any(p.name != LOCK for p in run_dir.iterdir())
-    if nonempty and not resume and not overwrite:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--run-dir {str(run_dir)!r} is a file, not a directory")
+    nonempty = bool(_entries(run_dir))
+    if overwrite and nonempty:
+        _check_replaceable(run_dir)
+    if nonempty and not resume and not overwrite and not failed_before_training(run_dir):
         raise UsageError(
             f"run directory {str(run_dir)!r} already exists; pass --overwrite to start "
             "again or --resume to continue it"
@@ -212,9 +277,38 @@ def prepare_run_dir(
             raise UsageError(f"--resume given but run directory {str(run_dir)!r} does not exist")
         raise UsageError(f"--resume given but {str(run_dir)!r} holds no run ({MANIFEST} missing)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if overwrite and clear:
+    if clear and nonempty and not resume:
         _clear(run_dir)
     return run_dir
+
+
+def _missing_parts(run_dir: Path) -> list[Path]:
+    """RUN_DIR and those of its parents that do not exist yet, deepest first."""
+    out, p = [], run_dir.absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _discard(run_dir: Path, created: list[Path]) -> bool:
+    """Remove what a command that failed before training wrote: RUN_DIR's files, and RUN_DIR and
+    its parents when this command created them. Only pre-training files are ever removed."""
+    if not _trained_nothing(run_dir):
+        return False
+    try:
+        for p in _entries(run_dir):
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()  # empty (checked above)
+            else:
+                p.unlink()
+        if created:
+            (run_dir / LOCK).unlink(missing_ok=True)
+            for p in created:  # deepest first; rmdir refuses anything not empty
+                p.rmdir()
+    except OSError:
+        pass  # what is left is a failed run that a plain rerun accepts
+    return True
 
 
 # ------------------------------------------------------------------------------ the lifecycle
@@ -294,10 +388,12 @@ def open_run(
     **fields: Any,
 ) -> Iterator[Run]:
     """Open RUN_DIR for one command; see the module docstring for what it guarantees."""
+    created = _missing_parts(Path(run_dir))
+    ours = bool(created) or not _entries(Path(run_dir))  # created by this command, or empty
     run_dir = prepare_run_dir(run_dir, overwrite=overwrite, resume=resume, clear=False)
     held = lock(run_dir)
     try:
-        if overwrite:
+        if not resume and _entries(run_dir):  # --overwrite, or a run that failed before training
             _clear(run_dir)
         previous = load_manifest(run_dir) if resume else None
         if previous is not None:
@@ -332,11 +428,14 @@ def open_run(
                     resumed=previous.get("resumed", 0),
                     error=previous.get("error"),
                 )
-            else:
+            elif not (ours and _discard(run_dir, created)):
                 _record_end(run_dir, status="failed", error=_error_line(exc))
             raise
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)
+            if previous is None and ours and isinstance(exc, Exception):
+                if _discard(run_dir, created):  # failed before training: leave nothing behind
+                    raise
             _record_end(
                 run_dir,
                 status="interrupted" if interrupted else "failed",

@@ -34,10 +34,15 @@ def search_manifest(run_dir: Path) -> dict[str, Any]:
             "reproduce from; to compare seeds run train-scratch again with --seed N"
         )
     if m.get("command") not in SEARCH_COMMANDS or engine != "kerastuner":
+        after = (
+            "its test metrics are in run.json and report/"
+            if m.get("command") == "search multi"
+            else f"`automl evaluate {run_dir}` evaluates its export"
+        )
         raise UsageError(
             f"{str(run_dir)!r} is a {m.get('command')!r} run ({engine}); select and reproduce "
             "rebuild trials from KerasTuner's saved hyperparameters, which AutoKeras runs do not "
-            "keep in a rebuildable form; use `automl evaluate` on its export"
+            f"keep in a rebuildable form; {after}"
         )
     if not (m.get("data") or {}).get("image_shape"):
         raise UsageError(f"{str(run_dir)!r} has no data record yet (the search never started)")

@@ -130,6 +130,11 @@ def _reproduce_section(repro: Mapping[str, Any]) -> list[str]:
     return [
         "<section id='reproduce'><h2>Reproducibility (re-trained with several seeds)</h2>",
         f"<p><b>{esc(str(repro.get('verdict', '')))}</b></p>",
+        *(
+            [f"<p class='warn'>{esc(str(repro['search_test_outside']['line']))}</p>"]
+            if isinstance(repro.get("search_test_outside"), Mapping)
+            else []
+        ),
         html_table(["trial", "mean", "std", "95% interval", "scores", "seconds/run"], body, True),
         "</section>",
     ]

@@ -254,6 +254,7 @@ def test_reproduce_flags_the_search_score_outside_its_interval(kt_run, tmp_path)
     assert len(flagged) == 1 and f"trial {m['best_trial']['trial_id']}" in flagged[0]
     saved = json.loads((run / "report" / "reproduce.json").read_text())
     assert saved["search_test_outside"]["side"] == "above"
+    assert "lies above its reproduced 95% interval" in (run / "report" / "index.html").read_text()
 
 
 @pytest.mark.slow

@@ -16,7 +16,18 @@ from automl_app.errors import UsageError
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_TRAIN_DATASET = "fashion_mnist"
+# The named dataset of every command that takes --dataset (search image, train-scratch): embedded,
+# so it works offline with no files (data/datasets.py DEFAULT_DATASET says the same).
+DEFAULT_DATASET = "digits"
+# What a --space model records each epoch (models/ compile metrics=["accuracy"]): the objectives a
+# KerasTuner search over a space can rank by. A --hypermodel compiles its own metrics.
+SPACE_OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
+# The least --time-budget of a (single-process) KerasTuner search: its schedule
+# (engines/kerastuner/schedule.py) keeps at least RESERVE_MIN_S = 12 s for evaluation and export
+# and at most a quarter of the budget, so below 4 x 12 s the export would eat the search's time.
+MIN_TIME_BUDGET_S = 48.0
+# Fewer training examples than this per class teach nothing (--max-samples; check_examples_per_class).
+MIN_EXAMPLES_PER_CLASS = 2
 # Option values, here so the CLI can validate without importing KerasTuner or AutoKeras.
 TUNER_NAMES = ("random", "grid", "bayesian", "hyperband", "tpe")
 PRUNER_NAMES = ("none", "median", "asha")
@@ -27,7 +38,7 @@ ENGINES = ("kerastuner", "autokeras")
 class DataConfig:
     """Where the data comes from: enough to rebuild the same splits later (select, reproduce)."""
 
-    dataset: str = "digits"
+    dataset: str = DEFAULT_DATASET
     data_dir: str | None = None  # an image folder (or a text folder for `search text`)
     image_size: int | None = None  # image folders: square size after resize_with_pad
     max_samples: int | None = None
@@ -128,7 +139,7 @@ class TrainConfig:
     model: str = "mobilenetv2"
     recipe: str = "mobilenetv2_scratch"
     overrides: dict[str, Any] = field(default_factory=dict)  # recipe keys, e.g. epochs, lr_per_256
-    data: DataConfig = field(default_factory=lambda: DataConfig(dataset=DEFAULT_TRAIN_DATASET))
+    data: DataConfig = field(default_factory=DataConfig)
     run_dir: str | None = None
     overwrite: bool = False
     resume: bool = False
@@ -207,7 +218,9 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
     if t.min_epochs < 1:
         raise UsageError(f"--min-epochs must be >= 1. Received: {t.min_epochs}")
     if t.time_budget is not None and t.time_budget <= 0:
-        raise UsageError(f"--time-budget must be positive. Received: {t.time_budget}")
+        raise UsageError(f"--time-budget must be positive. Received: {t.time_budget:g}s")
+    check_time_budget(cfg)
+    check_objective(cfg)
     if t.keep_checkpoints < 1:
         raise UsageError(f"--keep-checkpoints must be >= 1. Received: {t.keep_checkpoints}")
     if t.workers < 1:
@@ -219,3 +232,55 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
     if cfg.data.max_samples is not None and cfg.data.max_samples < 1:
         raise UsageError(f"--max-samples must be >= 1. Received: {cfg.data.max_samples}")
     return cfg
+
+
+def _scheduled(cfg: SearchConfig) -> bool:
+    """A KerasTuner search in one process: the one whose --time-budget is a schedule."""
+    t = cfg.tuner
+    return (
+        cfg.engine == "kerastuner"
+        and t.workers == 1
+        and t.oracle_bind
+        in (
+            "127.0.0.1",
+            "localhost",
+        )
+    )
+
+
+def check_time_budget(cfg: SearchConfig) -> None:
+    """A budget too small for the schedule's phases is refused, saying the least (exit 2)."""
+    seconds = cfg.tuner.time_budget
+    if seconds is None or not _scheduled(cfg) or seconds >= MIN_TIME_BUDGET_S:
+        return
+    raise UsageError(
+        f"--time-budget {seconds:g}s is too small: a search keeps at least "
+        f"{MIN_TIME_BUDGET_S / 4:g}s of its budget for "
+        f"evaluation and export, and at most a quarter, so the least budget is "
+        f"{MIN_TIME_BUDGET_S:g}s (or leave --time-budget out and set --max-trials)"
+    )
+
+
+def check_objective(cfg: SearchConfig) -> None:
+    """--objective must be a metric the searched models record; checked before any data loads,
+    so a typo never costs a trial (a --hypermodel compiles its own metrics: not checked)."""
+    name = cfg.tuner.objective
+    if cfg.engine != "kerastuner" or cfg.space.hypermodel or name in SPACE_OBJECTIVES:
+        return
+    raise UsageError(
+        f"--objective must be one of {', '.join(SPACE_OBJECTIVES)} (what a --space model "
+        f"records; AUC and F1 objectives are not supported yet). Received: {name!r}"
+    )
+
+
+def check_examples_per_class(n_train: int, num_classes: int, max_samples: int | None) -> None:
+    """The data layer calls this once the class count is known: --max-samples that leaves fewer
+    than MIN_EXAMPLES_PER_CLASS training examples per class is refused, saying the least."""
+    if max_samples is None or num_classes < 2 or n_train >= MIN_EXAMPLES_PER_CLASS * num_classes:
+        return
+    least = MIN_EXAMPLES_PER_CLASS * num_classes
+    raise UsageError(
+        f"--max-samples {max_samples} is too few examples per class: {n_train} training examples "
+        f"for {num_classes} classes; pass --max-samples {least} or more (at least "
+        f"{MIN_EXAMPLES_PER_CLASS} per class)"
+    )

@@ -132,7 +132,16 @@ def load(
     """
     path = resolve(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a YAML search space (binary, not UTF-8 text: byte {exc.start}); pass "
+            f"a .yaml file or one of {', '.join(available())}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the search space ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     return parse(raw, source=str(path), known=known, overrides=overrides)

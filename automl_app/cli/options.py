@@ -11,7 +11,14 @@ from typing import Any
 
 import click
 
-from automl_app.config import ENGINES, PRUNER_NAMES, TUNER_NAMES
+from automl_app.config import (
+    DEFAULT_DATASET,
+    ENGINES,
+    MIN_TIME_BUDGET_S,
+    PRUNER_NAMES,
+    SPACE_OBJECTIVES,
+    TUNER_NAMES,
+)
 from automl_app.data.datasets import IMAGE_DATASETS
 from automl_app.errors import UsageError
 
@@ -41,7 +48,8 @@ dataset = click.option(
     "--dataset",
     type=click.Choice(IMAGE_DATASETS),
     default=None,
-    help="Named dataset (TFDS, offline from $AUTOML_DATA_DIR/<name>/, or the embedded `digits`).",
+    help="Named dataset (TFDS, offline from $AUTOML_DATA_DIR/<name>/, or the embedded `digits`). "
+    f"[default: {DEFAULT_DATASET}]",
 )
 data_dir = click.option(
     "--data-dir",
@@ -77,16 +85,28 @@ epochs = click.option(
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Epochs per trial (hyperband: the most a trial gets; train-scratch: total). "
-    "[default: 3; train-scratch: the recipe's]",
+    help="Epochs per trial (hyperband: the most a trial gets). [default: 3]",
+)
+scratch_epochs = click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training epochs. [default: the recipe's]",
+)
+_BUDGET_HELP = (
+    "Wall-clock budget, e.g. 90s, 10m, 2h, evaluation and export included: no trial starts that "
+    "cannot finish"
 )
 time_budget = click.option(
     "--time-budget",
     metavar="DURATION",
     default=None,
-    help="Wall-clock budget, e.g. 90s, 10m, 2h, evaluation and export included: no trial starts "
-    "that cannot finish; a KerasTuner search explores on a subset of the training data, then "
-    "refits the best configuration on all of it for the time left.",
+    help=_BUDGET_HELP + "; a KerasTuner search explores on a subset of the training data, then "
+    f"refits the best configuration on all of it for the time left (at least "
+    f"{MIN_TIME_BUDGET_S:g}s).",
+)
+autokeras_time_budget = click.option(
+    "--time-budget", metavar="DURATION", default=None, help=_BUDGET_HELP + "."
 )
 tuner = click.option(
     "--tuner",
@@ -107,6 +127,11 @@ engine = click.option(
     default=None,
     help="Search with KerasTuner over --space, or with AutoKeras. [default: kerastuner for "
     "images, autokeras for text, tables and multi-input]",
+)
+# search text|structured|multi search with AutoKeras only: --engine autokeras is accepted (and
+# --engine kerastuner refused with a reason) but not offered in their help.
+autokeras_engine = click.option(
+    "--engine", type=click.Choice(ENGINES), default=None, hidden=True, help="Always autokeras."
 )
 block = click.option(
     "--block",
@@ -137,7 +162,11 @@ run_dir = click.option(
     default=None,
     help="Where the run is written. [default: runs/<data>-<engine>-<timestamp>]",
 )
-overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+overwrite = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing run directory (only a run, with its run.json, or an empty folder).",
+)
 resume = click.option(
     "--resume",
     is_flag=True,
@@ -175,11 +204,22 @@ image_data_options = group(dataset, data_dir, image_size, max_samples, val_fract
 table_data_options = group(max_samples, val_fraction, seed)
 budget_options = group(max_trials, epochs, time_budget)
 run_options = group(run_dir, overwrite, resume, mlflow, fail_below, verbose, quiet)
-autokeras_options = group(autokeras_tuner, block, task)
-# What `search text|structured|multi` share after their own data options.
-autokeras_command_options = group(
-    engine, autokeras_options, table_data_options, budget_options, run_options
-)
+
+
+def autokeras_command_options(*own: Callable) -> Callable[[Callable], Callable]:
+    """What `search text|structured|multi` share after their own data options; `own` are the
+    AutoKeras options that apply to that command (--task for text and tables, --block for
+    multi-input), so its help offers nothing it would ignore."""
+    return group(
+        autokeras_engine,
+        autokeras_tuner,
+        *own,
+        table_data_options,
+        max_trials,
+        epochs,
+        autokeras_time_budget,
+        run_options,
+    )
 
 
 def kerastuner_options(fn: Callable) -> Callable:
@@ -205,7 +245,13 @@ def kerastuner_options(fn: Callable) -> Callable:
                 metavar="NAME=VALUE",
                 help="Fix one hyperparameter of the space (repeatable).",
             ),
-            click.option("--objective", default="val_accuracy", show_default=True),
+            click.option(
+                "--objective",
+                default="val_accuracy",
+                show_default=True,
+                help=f"What ranks the trials: {', '.join(SPACE_OBJECTIVES)} (--hypermodel: any "
+                "metric your model compiles).",
+            ),
             click.option(
                 "--direction",
                 type=click.Choice(["min", "max"]),

@@ -25,6 +25,7 @@ def build_config(kind: str, opts: dict[str, Any]) -> Any:
     """The CLI's options for `search <kind>` → a SearchConfig (the Python API's argument)."""
     from automl_app import spaces
     from automl_app.config import (
+        DEFAULT_DATASET,
         AutoKerasConfig,
         DataConfig,
         SearchConfig,
@@ -49,7 +50,7 @@ def build_config(kind: str, opts: dict[str, Any]) -> Any:
     budget = opts.get("time_budget")
     kt_only = {k: opts[k] for k in opts if k in _KT_FIELDS}
     data = DataConfig(
-        dataset=opts.get("dataset") or "digits",
+        dataset=opts.get("dataset") or DEFAULT_DATASET,
         data_dir=opts.get("data_dir"),
         image_size=opts.get("image_size"),
         max_samples=opts.get("max_samples"),
@@ -132,7 +133,7 @@ def search_image(**opts: Any) -> None:
 @o.csv
 @click.option("--text-column", metavar="COL", default=None, help="The CSV's text column.")
 @o.target
-@o.autokeras_command_options
+@o.autokeras_command_options(o.task)
 @handles_errors
 def search_text(**opts: Any) -> None:
     """Search a text classifier/regressor with AutoKeras; the export takes raw strings."""
@@ -149,7 +150,7 @@ def search_text(**opts: Any) -> None:
     metavar="COL=numerical|categorical",
     help="Override an inferred column type (repeatable).",
 )
-@o.autokeras_command_options
+@o.autokeras_command_options(o.task)
 @handles_errors
 def search_structured(**opts: Any) -> None:
     """Search a model for a table with AutoKeras; the export takes one input per column."""
@@ -169,7 +170,7 @@ def search_structured(**opts: Any) -> None:
     help="YAML listing inputs (image/text/structured columns) and outputs.",
 )
 @o.csv
-@o.autokeras_command_options
+@o.autokeras_command_options(o.block)
 @handles_errors
 def search_multi(**opts: Any) -> None:
     """Search a multi-input/multi-output model with AutoKeras's IO API (ak.AutoModel)."""

@@ -71,7 +71,7 @@ def scan_images_cmd(
     "--data-dir, mobilenetv2_small (32 px) for a named dataset]",
 )
 @o.image_data_options
-@o.epochs
+@o.scratch_epochs
 @click.option("--alpha", type=float, help="MobileNetV2 width multiplier.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (the LR scales).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam", "rmsprop"]))
@@ -122,7 +122,7 @@ def build_train_config(model: str, opts: dict[str, Any]) -> Any:
     """train-scratch options → TrainConfig (recipe overrides + the shared data/run options)."""
     import dataclasses
 
-    from automl_app.config import DEFAULT_TRAIN_DATASET, DataConfig, TrainConfig
+    from automl_app.config import DEFAULT_DATASET, DataConfig, TrainConfig
 
     o.check_run_and_source(opts)
     overrides = {("lr_per_256" if k == "lr" else k): opts.get(k) for k in RECIPE_FLAGS}
@@ -132,7 +132,7 @@ def build_train_config(model: str, opts: dict[str, Any]) -> Any:
         recipe=recipe,
         overrides={k: v for k, v in overrides.items() if v is not None},
         data=DataConfig(
-            dataset=opts.get("dataset") or DEFAULT_TRAIN_DATASET,
+            dataset=opts.get("dataset") or DEFAULT_DATASET,
             data_dir=opts.get("data_dir"),
             image_size=opts.get("image_size"),
             max_samples=opts.get("max_samples"),

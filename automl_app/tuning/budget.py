@@ -46,7 +46,8 @@ _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)([dhms]))")
 
 
 def parse_duration(text: str | int | float) -> float:
-    """Seconds in "90s", "10m", "2h", "1h30m", "1.5h" or a bare number of seconds ("45")."""
+    """Seconds in "90s", "10m", "2h", "1h30m", "1.5h" or a bare number of seconds ("45"); a
+    well-formed zero or negative duration is told it must be positive."""
     error = UsageError(f"`--time-budget` must look like 90s, 10m or 2h. Received: {str(text)!r}")
     if isinstance(text, bool):
         raise error
@@ -54,6 +55,8 @@ def parse_duration(text: str | int | float) -> float:
         seconds = float(text)
     else:
         s = str(text).strip().lower().replace(" ", "")
+        sign = -1.0 if s.startswith("-") else 1.0
+        s = s.removeprefix("-")
         if re.fullmatch(r"\d+(?:\.\d+)?", s):
             seconds = float(s)
         elif s and _DURATION.sub("", s) == "":
@@ -64,8 +67,11 @@ def parse_duration(text: str | int | float) -> float:
             seconds = sum(float(n) * _UNITS[u] for n, u in parts)
         else:
             raise error
-    if not seconds > 0 or seconds == float("inf"):
+        seconds *= sign
+    if seconds != seconds or abs(seconds) == float("inf"):
         raise error
+    if not seconds > 0:
+        raise UsageError(f"`--time-budget` must be positive, e.g. 90s or 10m. Received: {text!r}")
     return seconds
 
 

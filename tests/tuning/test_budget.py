@@ -21,11 +21,42 @@ def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["10x", "", "0", "-5s", "m10", "30s1m", "1h1h", "inf"])
+@pytest.mark.parametrize("text", ["10x", "", "-", "m10", "30s1m", "1h1h", "inf", "--5s"])
 def test_parse_duration_rejects(text):
     with pytest.raises(UsageError) as err:
         parse_duration(text)
     assert str(err.value) == f"`--time-budget` must look like 90s, 10m or 2h. Received: {text!r}"
+
+
+@pytest.mark.parametrize("text", ["0s", "0", "-5s", "0m0s", 0, -3])
+def test_parse_duration_says_a_budget_must_be_positive(text):
+    with pytest.raises(UsageError) as err:
+        parse_duration(text)
+    assert (
+        str(err.value) == f"`--time-budget` must be positive, e.g. 90s or 10m. Received: {text!r}"
+    )
+
+
+def test_the_least_budget_is_what_the_schedule_needs():
+    """config checks the least budget without importing the engine; the schedule defines it."""
+    from automl_app.config import MIN_TIME_BUDGET_S
+    from automl_app.engines.kerastuner import schedule
+
+    assert MIN_TIME_BUDGET_S == schedule.MIN_BUDGET_S
+    assert schedule.RESERVE_MIN_S / schedule.RESERVE_MAX_SHARE == MIN_TIME_BUDGET_S
+    plan = schedule.plan_schedule(Deadline.after(MIN_TIME_BUDGET_S), n_train=1000)
+    assert plan.reserve_s == pytest.approx(schedule.RESERVE_MIN_S, abs=0.1)  # the whole reserve
+
+
+def test_the_schedule_never_says_explore_for_a_negative_time():
+    from automl_app.engines.kerastuner import schedule
+
+    spent = Deadline(at=time.time() - 2, seconds=48)  # the data took the whole budget
+    text = schedule.plan_schedule(spent, n_train=300).describe(3, "none")
+    assert "-0s" not in text and "explore for" not in text
+    assert "no time left to explore after loading the data" in text
+    fresh = schedule.plan_schedule(Deadline.after(600), n_train=300).describe(3, "none")
+    assert "explore for 19" in fresh  # 0.35 of (600 - 48) s
 
 
 def test_budget_module_stays_light():

@@ -34,6 +34,10 @@ Say = Callable[[str], None]
 EXPLORE_SHARE = 0.35  # of the budget left after the reserve
 RESERVE_SHARE = 0.08  # evaluation, export, report
 RESERVE_MIN_S, RESERVE_MAX_S = 12.0, 60.0
+RESERVE_MAX_SHARE = 0.25  # a small budget still leaves three quarters to search
+# The least budget (config.MIN_TIME_BUDGET_S, checked before anything runs): the one whose
+# reserve is the whole RESERVE_MIN_S; below it the export would eat the search's time.
+MIN_BUDGET_S = RESERVE_MIN_S / RESERVE_MAX_SHARE
 SUBSET_MIN = 5000  # never explore on fewer training examples than this (or all of them)
 SUBSET_FRACTION = 0.25
 MAX_REFIT_EPOCHS = 100
@@ -59,8 +63,14 @@ class BudgetSchedule:
             if self.subset
             else f"all {self.n_train:,} training examples"
         )
+        left = self.explore.remaining()
+        explore = (
+            f"explore for {left:.0f}s"
+            if left >= 0.5
+            else "no time left to explore after loading the data (one trial still runs)"
+        )
         return (
-            f"budget {self.deadline.seconds:.0f}s: explore for {self.explore.remaining():.0f}s on "
+            f"budget {self.deadline.seconds:.0f}s: {explore} on "
             f"{data} (up to {epochs} epochs a trial"
             + (", fewer for configurations dearer than the first" if equal_time else "")
             + (f", prune {prune}" if prune != "none" else "")
@@ -73,7 +83,9 @@ class BudgetSchedule:
 def plan_schedule(deadline: Deadline, n_train: int) -> BudgetSchedule:
     """The phases of a budget that starts now (`deadline` is the whole budget's)."""
     total = max(deadline.remaining(), 0.0)
-    reserve = min(max(RESERVE_SHARE * total, RESERVE_MIN_S), RESERVE_MAX_S, 0.25 * total)
+    reserve = min(
+        max(RESERVE_SHARE * total, RESERVE_MIN_S), RESERVE_MAX_S, RESERVE_MAX_SHARE * total
+    )
     explore_s = EXPLORE_SHARE * (total - reserve)
     subset = max(SUBSET_MIN, int(SUBSET_FRACTION * n_train))
     return BudgetSchedule(

@@ -7,10 +7,12 @@ which the search does once, after tuning.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -211,9 +213,10 @@ def tfds_builder(name: str, *, verbose: bool = False):
         missing = [f for f in sorted(files) if not (mdir / f).is_file()]
         if not missing:
             t0 = time.time()
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(manual_dir=str(mdir))
-            )
+            with _tfds_prints(verbose):
+                builder.download_and_prepare(
+                    download_config=tfds.download.DownloadConfig(manual_dir=str(mdir))
+                )
             if verbose:
                 print(f"prepared {name} from {mdir} in {time.time() - t0:.1f}s")
             return builder
@@ -228,8 +231,26 @@ def tfds_builder(name: str, *, verbose: bool = False):
             f"set: put {', '.join(sorted(files))} in $AUTOML_DATA_DIR/{name}/ and set "
             f"{DATA_DIR_ENV}"
         )
-    builder.download_and_prepare()
+    if not verbose:  # TFDS's own line, hidden below, would say "Unknown size"
+        print(f"downloading {name} from {_hosts(files.values())} (once: TFDS keeps a copy)")
+    with _tfds_prints(verbose):
+        builder.download_and_prepare()
     return builder
+
+
+@contextlib.contextmanager
+def _tfds_prints(verbose: bool) -> Iterator[None]:
+    """Hide what TFDS prints to stdout while it prepares a dataset, unless --verbose.
+
+    `download_and_prepare` prints "Downloading and preparing dataset Unknown size (download:
+    Unknown size, …)" and "Dataset … downloaded and prepared to …" with print(), not through
+    logging, even when it only reads local files through `manual_dir`: no log level hides them.
+    """
+    if verbose:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 def _hosts(urls) -> str:

@@ -48,10 +48,12 @@ def test_unknown_dataset_lists_valid_names():
     assert "fashion_mnist" in str(err.value) and "digits" in str(err.value)
 
 
-def test_fashion_mnist_offline_from_manual_dir(data_dir, tfds_dir, monkeypatch):
+def test_fashion_mnist_offline_from_manual_dir(data_dir, tfds_dir, monkeypatch, capfd):
     monkeypatch.setenv("AUTOML_DATA_DIR", str(data_dir))
     monkeypatch.setenv("TFDS_DATA_DIR", str(tfds_dir))
     data = datasets.load("fashion_mnist", seed=1, max_samples=1000)
+    out, err = capfd.readouterr()  # the first test of a session prepares it: TFDS stays quiet
+    assert "Downloading and preparing" not in out + err and "Unknown size" not in out + err
     assert data.x_train.shape == (1000, 28, 28, 1) and len(data.x_val) == 6000
     assert data.info.class_names[0] == "t-shirt/top" and data.info.class_names[-1] == "ankle boot"
     assert not set(data.train_indices) & set(data.val_indices)
@@ -123,3 +125,37 @@ def test_load_image_files_keeps_order_size_and_names_bad_files(tmp_path):
         images.load_image_files([paths[0], tmp_path / "bad.png"])
     with pytest.raises(DataError, match=r"missing\.png' \(from a column\) does not exist"):
         images.load_image_files([tmp_path / "missing.png"], source="a column")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_preparing_from_manual_dir_prints_no_tfds_download_line(tmp_path, monkeypatch, capfd,
+                                                                  verbose):  # fmt: skip
+    """TFDS prints "Downloading and preparing dataset Unknown size …" with print() even when it
+    reads local files; quiet unless --verbose. A stand-in builder prints TFDS's real lines."""
+    from types import SimpleNamespace
+
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import dataset_builder
+
+    class Builder:
+        url_infos = {"https://example.invalid/raw.gz": SimpleNamespace(filename="raw.gz")}
+        info = SimpleNamespace(download_size="Unknown size", dataset_size="Unknown size")
+        name, data_dir = "toy", str(tmp_path / "tfds")
+
+        def is_prepared(self):
+            return False
+
+        def download_and_prepare(self, download_config=None):
+            assert download_config.manual_dir == str(tmp_path / "toy")
+            self.info = SimpleNamespace(download_size=1, dataset_size=2)
+            dataset_builder.DatasetBuilder._log_download_bytes(self)
+            dataset_builder.DatasetBuilder._log_download_done(self)
+
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "raw.gz").write_bytes(b"x")
+    monkeypatch.setenv("AUTOML_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: Builder())
+    datasets.tfds_builder("toy", verbose=verbose)
+    out, err = capfd.readouterr()
+    assert ("Downloading and preparing" in out) is verbose, out
+    assert ("downloaded and prepared" in out) is verbose, out

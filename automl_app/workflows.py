@@ -1,4 +1,4 @@
-"""One function per command, and the one lifecycle they share: also the Python API.
+"""One function per command, and the one flow they share: also the Python API.
 
     from automl_app import workflows
     from automl_app.config import SearchConfig, TunerConfig
@@ -6,10 +6,15 @@
 
 Every command that trains goes through `run_plan`: the engine checks its options and returns a
 Plan (nothing written yet), then runs.open_run opens RUN_DIR (lock, run.json, --resume /
---overwrite), the engine's `fit` trains, evaluates once on the test split and exports, and the
-lifecycle finishes the run (status, wall time), regenerates the report and logs to MLflow — the
-same for KerasTuner, AutoKeras and train-scratch. Ctrl-C leaves `status: interrupted` and a run
-that `--resume` continues. `say` receives the lines the CLI prints.
+--overwrite) and the engine's `fit` trains and returns an engines.base.EngineResult. The middle
+is then the same for KerasTuner, AutoKeras and train-scratch (`complete`): the test split is read
+once (`result.read_test`), evaluate.final writes the scikit-learn report, evaluate.chance_check
+compares the accuracy with the split's majority class (one warning line, run.json `chance`), the
+best model is exported (export.export_best, or the engine's `export` for named-input models;
+reload-and-compare before the atomic rename; the model card says how inputs are scaled) and the
+trial table is written. The lifecycle then finishes the run (status, wall time), regenerates the
+report and logs to MLflow. Ctrl-C leaves `status: interrupted` and a run that `--resume`
+continues. `say` receives the lines the CLI prints.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 from automl_app import interrupts, runs
 from automl_app.config import SearchConfig, TrainConfig
-from automl_app.engines.base import Plan
+from automl_app.engines.base import EngineResult, Plan
 from automl_app.errors import UsageError
 
 Say = Callable[[str], None]
@@ -69,7 +74,7 @@ def run_plan(plan: Plan, say: Say = print) -> dict[str, Any]:
         say=say,
         **plan.fields,
     ) as run:
-        fields = dict(plan.fit(run, say))
+        fields = complete(run.dir, plan.fit(run, say), say)
         interrupts.check()  # a Ctrl-C that the training loop swallowed still interrupts the run
         manifest = run.finish(**fields)
         _report(run.dir, say)
@@ -83,6 +88,70 @@ def run_plan(plan: Plan, say: Say = print) -> dict[str, Any]:
     out(f"report: {run.dir / 'report'}; wall time {manifest['wall_seconds']:.1f}s")
     _check_fail_below(manifest, getattr(cfg, "fail_below", None), run.dir)
     return manifest
+
+
+def complete(run_dir: Path, result: EngineResult, say: Say = print) -> dict[str, Any]:
+    """The middle every engine shares: test once → report → chance → export → trial rows.
+
+    Returns the run.json fields of the finished run (the engine's, `test`, `chance`, `export`).
+    Also the Python API after an engine's own search function (e.g. AutoKeras's task API):
+    `complete(run_dir, akt.engine_result(result, lambda: (x_test, y_test)))`.
+    """
+    run_dir = Path(run_dir)
+    from automl_app import evaluate, export
+
+    fields = dict(result.fields)
+    if result.best_line:
+        say(result.best_line)
+    # The test split is read here, once, for every engine.
+    got = result.read_test()
+    metrics = evaluate.final(got.predictions, got.labels, result.heads, run_dir / "report")
+    split = result.split
+    if len(result.heads) == 1:
+        say(f"{split} {evaluate.metrics_line(metrics)}{result.test_note}")
+    else:
+        for name, head_metrics in metrics.items():
+            say(f"{split} {name}: {evaluate.metrics_line(head_metrics)}")
+    chance = None
+    if result.class_names and isinstance(metrics.get("accuracy"), (int, float)):
+        labels = got.labels
+        if isinstance(labels, dict):  # one head of a multi-output spec
+            labels = labels.get(result.heads[0]["name"], next(iter(labels.values())))
+        chance = evaluate.chance_check(
+            metrics["accuracy"], labels, len(result.class_names), split=split
+        )
+        if chance["within_noise"]:
+            cause, step = (result.diagnose or _generic_diagnosis)(chance)
+            chance["cause"], chance["next_step"] = cause, step
+    spec_extra = getattr(result.spec, "extra", None) or {}
+    card = {**result.card, "test": metrics}
+    scaling = export.input_scaling(card.get("dataset"), spec_extra.get("scale"))
+    if scaling:
+        card["input_scaling"] = scaling
+    best = run_dir / "best"
+    if result.export is not None:
+        info = result.export(best, got.sample, card)
+    else:
+        info = export.export_best(
+            result.model, result.spec, got.sample, best, labels=result.class_names, card=card
+        )
+    say(f"model written to {best / 'saved_model'} (serve: {info['input']})")
+    if chance is not None and chance["within_noise"]:
+        say(evaluate.chance_warning(chance))
+    if result.trials is not None:
+        runs.write_trial_table(run_dir, result.trials)
+    fields.update(got.fields)
+    fields.update(test=metrics, export=info)
+    if chance is not None:
+        fields["chance"] = chance
+    return fields
+
+
+def _generic_diagnosis(chance: dict[str, Any]) -> tuple[str, str]:
+    return (
+        "the model did not learn (learning rate too high or too low, or too few epochs)",
+        "train for more --epochs, or change the learning rate",
+    )
 
 
 def _check_fail_below(manifest: dict[str, Any], threshold: float | None, run_dir: Path) -> None:

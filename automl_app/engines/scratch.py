@@ -1,9 +1,10 @@
-"""The train-from-scratch engine: one recipe, no search, behind the same lifecycle.
+"""The train-from-scratch engine: one recipe, no search, behind the same flow.
 
 The image folder goes through the shared path (data/images.py: scan, blacklist, content-hash
-split), then tf.data stages; the run directory gets run.json, checkpoints/ (every epoch, for
---resume), tensorboard/, report/ and best/ (a SavedModel whose `serve` takes uint8 images of any
-size, with resize-with-pad and scaling inside, so the export and the training agree).
+split), then tf.data stages; `fit` trains (checkpoints/ every epoch for --resume, tensorboard/)
+and returns an EngineResult: one trial row, the model and its serving spec (uint8 images of any
+size, resize-with-pad and scaling inside, so the export and the training agree). The flow reads
+the evaluation split once, reports, checks chance (majority class, as for searches) and exports.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from automl_app import interrupts, runs
 from automl_app.config import TrainConfig
-from automl_app.engines.base import Plan
+from automl_app.engines.base import EngineResult, Plan, TestPredictions
 from automl_app.errors import DataError, UsageError
 from automl_app.training.loop import (
     _epoch_checkpoint,
@@ -120,13 +121,13 @@ def plan_train(cfg: TrainConfig) -> Plan:
         if (run_dir / runs.MANIFEST).is_file():
             raise UsageError(f"--resume given but {str(run_dir)!r} has no checkpoint yet")
 
-    def fit(run: runs.Run, say: Say) -> dict[str, Any]:
+    def fit(run: runs.Run, say: Say) -> EngineResult:
         return _train(sc, cfg, run, say)
 
     return Plan("train-scratch", "scratch", cfg, fit, {"recipe": asdict(sc)})
 
 
-def _train(sc: ScratchConfig, cfg: TrainConfig, run: runs.Run, say: Say) -> dict[str, Any]:
+def _train(sc: ScratchConfig, cfg: TrainConfig, run: runs.Run, say: Say) -> EngineResult:
     data = prepare_data(sc, cfg)
     counts = data.counts()
     if data.arrays is not None:
@@ -159,7 +160,9 @@ def _train(sc: ScratchConfig, cfg: TrainConfig, run: runs.Run, say: Say) -> dict
         f"data: {cfg.data.data_dir or cfg.data.dataset} train={counts['train']} "
         f"val={counts['val']} test={'its own split' if counts['test'] is None else counts['test']} classes={len(data.class_names)}"
     )
-    return _fit_evaluate_export(sc, data, run.dir, eval_name, run.resumed, say, cfg.verbose)
+    result = _fit(sc, data, run.dir, eval_name, run.resumed, say, cfg.verbose)
+    result.card["dataset"] = record["dataset"]
+    return result
 
 
 class _Pipelines:
@@ -258,8 +261,8 @@ class _Pipelines:
         return [f.path for f in d.train + d.val + d.test]
 
 
-def _fit_evaluate_export(cfg, data, run_dir, eval_name, resume, log, verbose) -> dict[str, Any]:
-    from automl_app import evaluate, export
+def _fit(cfg, data, run_dir, eval_name, resume, log, verbose) -> EngineResult:
+    from automl_app import export
     from automl_app.models import mobilenetv2
     from automl_app.tf_env import tf
     from automl_app.training import schedules  # noqa: F401  (registers WarmupDecay)
@@ -332,55 +335,73 @@ def _fit_evaluate_export(cfg, data, run_dir, eval_name, resume, log, verbose) ->
             else:
                 hist = {}
             fit_seconds = time.perf_counter() - fit_started
-            eval_ds, kept_labels, raw_sample = pipes.eval()
-            guard = getattr(pipes, "eval_guard", None)
-            probs = model.predict(eval_ds, verbose=0, callbacks=[guard.callback()] if guard else [])
-            labels = kept_labels()
-        metrics = evaluate.write_classification_report(
-            labels, probs, data.class_names, run_dir / "report"
-        )
-        log(
-            f"{eval_name} accuracy {metrics['accuracy']:.4f} "
-            f"(loss {metrics['loss']:.4f}, macro F1 {metrics['macro_f1']:.4f}) on "
-            f"{metrics['examples']} images"
-        )
+
+        def read_test() -> TestPredictions:
+            with _names_bad_file(pipes.all_paths()):
+                eval_ds, kept_labels, raw_sample = pipes.eval()  # the test split, read once
+                guard = getattr(pipes, "eval_guard", None)
+                callbacks = [guard.callback()] if guard else []
+                probs = model.predict(eval_ds, verbose=0, callbacks=callbacks)
+                return TestPredictions(probs, kept_labels(), raw_sample)
+
         # Any-size uint8 images, resized with padding inside; `serve_fixed` (the training size)
         # is what TFLite and ONNX convert.
         spec = export.folder_image_spec(cfg.image_size, 3, cfg.scale)
-        export_info = export.export_best(
-            model,
-            spec,
-            raw_sample,
-            run_dir / "best",
-            labels=data.class_names,
+        return EngineResult(
+            fields={
+                "history": hist,
+                "fit_seconds": round(fit_seconds, 2),
+                "images_per_second": round(
+                    (cfg.epochs - initial_epoch) * n_train / max(fit_seconds, 1e-9), 2
+                ),
+                "mixed_precision": mixed,
+                "distribute": dist_name,
+                "resumed_from_epoch": initial_epoch if resume else None,
+            },
+            read_test=read_test,
+            heads=[
+                {"name": "output", "type": "classification", "class_names": list(data.class_names)}
+            ],
+            model=model,
+            spec=spec,
             card={
                 "model": cfg.name,
                 "alpha": cfg.alpha,
                 "image_size": cfg.image_size,
                 "scale": cfg.scale,
-                "test": metrics,
                 "evaluated_on": eval_name,
             },
+            trials=[_trial_row(cfg, hist, fit_seconds, n_train, model)],
+            split=eval_name,
+            diagnose=lambda chance: _diagnose(cfg, hist, n_classes, chance),
         )
-        log(f"exported {run_dir / 'best' / 'saved_model'}")
-        _write_trial_row(run_dir, cfg, hist, fit_seconds, n_train, model)
-        return {
-            "history": hist,
-            "fit_seconds": round(fit_seconds, 2),
-            "images_per_second": round(
-                (cfg.epochs - initial_epoch) * n_train / max(fit_seconds, 1e-9), 2
-            ),
-            "mixed_precision": mixed,
-            "distribute": dist_name,
-            "resumed_from_epoch": initial_epoch if resume else None,
-            "test": metrics,
-            "export": export_info,
-        }
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _write_trial_row(run_dir, cfg: ScratchConfig, hist, seconds: float, n_train: int, model):
+def _diagnose(cfg: ScratchConfig, hist, n_classes: int, chance) -> tuple[str, str]:
+    """For a model within noise of chance: the likely cause, read from the history, and one step."""
+    loss = (hist.get("loss") or [None])[-1]
+    acc = (hist.get("accuracy") or [None])[-1]
+    guess = math.log(max(n_classes, 2))
+    if loss is not None and (math.isnan(loss) or loss > 1.5 * guess):
+        return (
+            f"training diverged (training loss {loss:.3g}, guessing scores {guess:.2f}, "
+            f"lr {cfg.lr:.4g})",
+            "lower --lr (the learning rate per 256 images)",
+        )
+    if acc is not None and acc > chance["rate"] + 0.2:
+        return (
+            f"the model fits the training data ({acc:.2f}) but not the {chance['split']} split",
+            "check that the splits are labelled and scaled alike, or regularise more",
+        )
+    return (
+        f"the model did not learn in {len(hist.get('loss') or [])} epochs at lr {cfg.lr:.4g}",
+        "train for more --epochs (or change the learning rate)",
+    )
+
+
+def _trial_row(cfg: ScratchConfig, hist, seconds: float, n_train: int, model) -> dict[str, Any]:
     """train-scratch is one trial: the same trials.csv as searches, so `runs`/`report` read it."""
     epochs = len(next(iter(hist.values()), [])) or None
     val = hist.get("val_accuracy") or hist.get("accuracy") or [None]
@@ -398,7 +419,7 @@ def _write_trial_row(run_dir, cfg: ScratchConfig, hist, seconds: float, n_train:
         **{f"hp_{k}": getattr(cfg, k) for k in hps},
         "curve": [[i + 1, v] for i, v in enumerate(hist.get("val_accuracy", []))],
     }
-    runs.write_trial_table(run_dir, [row])
+    return row
 
 
 class _names_bad_file:

@@ -14,7 +14,12 @@ from automl_app.export.saved_model import (
     export_saved_model,
     read_labels,
 )
-from automl_app.export.specs import ServingSpec, fixed_image_spec, folder_image_spec
+from automl_app.export.specs import (
+    ServingSpec,
+    fixed_image_spec,
+    folder_image_spec,
+    input_scaling,
+)
 from automl_app.export.tflite import QUANTIZE, export_tflite
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "export_tflite",
     "fixed_image_spec",
     "folder_image_spec",
+    "input_scaling",
     "onnx_available",
     "read_labels",
 ]

@@ -101,6 +101,28 @@ def folder_image_spec(image_size: int, channels: int = 3, scale: str = "0_1") ->
     )
 
 
+# Named datasets whose raw pixels are not 0..255: how data/datasets.py stores them as uint8.
+SOURCE_RANGES = {"digits": "scikit-learn's digits pixels 0..16 are stored as uint8 0..255 "
+                 "(x * 255/16, rounded), so send digits images scaled the same way"}  # fmt: skip
+_SCALES = {"0_1": "x / 255 inside (the model sees 0..1)",
+           "-1_1": "x / 127.5 - 1 inside (the model sees -1..1)"}  # fmt: skip
+
+
+def input_scaling(dataset: str | None, scale: str | None) -> str | None:
+    """model_card.json's `input_scaling`: what `serve` expects and how it scales inside.
+
+    None for inputs that are not images (text, tables). `scale` is a ServingSpec extra: 0_1,
+    -1_1, or AutoKeras's "none (raw 0..255)" (its own normalisation layer inside).
+    """
+    if scale is None:
+        return None
+    inside = _SCALES.get(scale, "AutoKeras's normalisation layer inside")
+    text = f"serve takes uint8 pixels 0..255 and scales them: {inside}"
+    if dataset in SOURCE_RANGES:
+        text += f"; {SOURCE_RANGES[dataset]}"
+    return text
+
+
 def _check_scale(scale: str) -> None:
     if scale not in ("0_1", "-1_1"):
         raise ValueError(f"`scale` must be one of 0_1, -1_1. Received: scale={scale!r}")

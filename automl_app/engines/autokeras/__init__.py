@@ -6,13 +6,14 @@ nor AutoKeras.
     from automl_app.engines import autokeras as akt
     result = akt.search_image(x, y, class_names=names, block="vanilla",
                               options=akt.SearchOptions(directory=run_dir / "tuner", max_trials=1))
-    summary = akt.record(result, run_dir, x_test, y_test)   # trials.csv, report/, best/
+    from automl_app import workflows   # the flow evaluates, exports and writes the trial table:
+    fields = workflows.complete(run_dir, akt.engine_result(result, lambda: (x_test, y_test)))
 """
 
 from automl_app.engines.autokeras.constants import BLOCKS, TASKS, TUNERS
 from automl_app.engines.autokeras.core import AutoKerasResult, SearchOptions, estimate_image_bytes
 from automl_app.engines.autokeras.io import load_multi_csv, load_spec, search_multi
-from automl_app.engines.autokeras.serving import raw_feed, record
+from automl_app.engines.autokeras.serving import engine_result, raw_feed
 from automl_app.engines.autokeras.tasks import search_image, search_structured, search_text
 
 __all__ = [
@@ -21,11 +22,11 @@ __all__ = [
     "TUNERS",
     "AutoKerasResult",
     "SearchOptions",
+    "engine_result",
     "estimate_image_bytes",
     "load_multi_csv",
     "load_spec",
     "raw_feed",
-    "record",
     "search_image",
     "search_multi",
     "search_structured",

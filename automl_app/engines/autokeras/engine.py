@@ -7,8 +7,8 @@
     manifest = workflows.search(cfg)
 
 Each `plan_*` validates its options before anything is written and returns an engines.base.Plan
-whose `fit` searches with AutoKeras, reads the test split once after the search and writes
-trials.csv, report/ and best/ through serving.record. Named datasets keep their own test split; CSV
+whose `fit` searches with AutoKeras and returns an EngineResult (serving.engine_result); the flow
+(workflows.complete) reads the test split once, writes report/, best/ and trials.csv. Named datasets keep their own test split; CSV
 and text data get a seeded (stratified for classifiers) hold-out; image folders the shared
 content-hash split of data/images.py; run.json's `data.split` says which.
 """
@@ -27,7 +27,7 @@ from automl_app import runs
 from automl_app.config import SearchConfig, SpaceConfig, TunerConfig
 from automl_app.data import tables
 from automl_app.engines.autokeras import constants, core, io, serving, tasks
-from automl_app.engines.base import Plan
+from automl_app.engines.base import EngineResult, Plan
 from automl_app.errors import DataError, UsageError
 
 Say = Callable[[str], None]
@@ -73,7 +73,7 @@ def plan_image(cfg: SearchConfig) -> Plan:
         core.check_image_memory(n, shape, f"{name} for AutoKeras")
     cfg = _with_run_dir(cfg, name)
 
-    def body(run: runs.Run, say: Say) -> dict[str, Any]:
+    def body(run: runs.Run, say: Say) -> EngineResult:
         run_dir = run.dir
         from automl_app.data import source
         from automl_app.data.fingerprint import leakage
@@ -107,15 +107,17 @@ def plan_image(cfg: SearchConfig) -> Plan:
             options=opts, say=say,
         )  # fmt: skip
         _say_stop(result, say)
-        # The test split is read here, once.
-        x_test, y_test = data.test()
-        if to_y is not None:
-            y_test = to_y[y_test]
+
+        def read_test() -> tuple[np.ndarray, np.ndarray]:  # the flow calls it once
+            x_test, y_test = data.test()
+            return x_test, (y_test if to_y is None else to_y[y_test])
+
         card = {"dataset": info.name, "class_names": class_names, "config": cfg.to_dict()}
-        summary = serving.record(result, run_dir, x_test, y_test, card=card, say=say,
-                                 image_size=source.folder_image_size(cfg.data) if folder else None)  # fmt: skip
-        summary["leakage"] = leakage(data.x_train, x_test, data.x_val)
-        return _complete(summary, say)
+        return serving.engine_result(
+            result, read_test, card=card,
+            image_size=source.folder_image_size(cfg.data) if folder else None,
+            test_fields=lambda x_test: {"leakage": leakage(data.x_train, x_test, data.x_val)},
+        )  # fmt: skip
 
     return Plan("search image", "autokeras", cfg, body, {"autokeras": dict(block=block, task=task)})
 
@@ -151,7 +153,7 @@ def plan_text(cfg: SearchConfig) -> Plan:
     cfg = _with_run_dir(cfg, source.stem if csv is not None else source.resolve().name)
     n_load = _rows_to_load(cfg)
 
-    def body(run: runs.Run, say: Say) -> dict[str, Any]:
+    def body(run: runs.Run, say: Say) -> EngineResult:
         run_dir = run.dir
         if csv is not None:
             _keep_frame(table, cfg)
@@ -170,8 +172,7 @@ def plan_text(cfg: SearchConfig) -> Plan:
                                  options=opts, say=say)  # fmt: skip
         _say_stop(result, say)
         card = {"source": data.source, "class_names": data.class_names, "config": cfg.to_dict()}
-        summary = serving.record(result, run_dir, x[te], y[te], card=card, say=say)
-        return _complete(summary, say)
+        return serving.engine_result(result, lambda: (x[te], y[te]), card=card)
 
     return Plan("search text", "autokeras", cfg, body, {"autokeras": dict(task=task,
                         source={"data_dir": _str(data_dir), "csv": _str(csv),
@@ -203,7 +204,7 @@ def plan_structured(cfg: SearchConfig) -> Plan:
     cfg = _with_run_dir(cfg, Path(csv).stem)
     n_load = _rows_to_load(cfg)
 
-    def body(run: runs.Run, say: Say) -> dict[str, Any]:
+    def body(run: runs.Run, say: Say) -> EngineResult:
         run_dir = run.dir
         _keep_frame(table, cfg)
         data = tabular.load_table(table, target, task=task, column_types=column_types,
@@ -222,8 +223,7 @@ def plan_structured(cfg: SearchConfig) -> Plan:
         _say_stop(result, say)
         card = {"source": data.source, "target": target, "class_names": data.class_names,
                 "config": cfg.to_dict()}  # fmt: skip
-        summary = serving.record(result, run_dir, x[te], y[te], card=card, say=say)
-        return _complete(summary, say)
+        return serving.engine_result(result, lambda: (x[te], y[te]), card=card)
 
     return Plan("search structured", "autokeras", cfg, body, {"autokeras": dict(task=task,
                         source={"csv": _str(csv), "target": target,
@@ -253,7 +253,7 @@ def plan_multi(cfg: SearchConfig) -> Plan:
     cfg = _with_run_dir(cfg, Path(spec).stem)
     n_load = _rows_to_load(cfg)
 
-    def body(run: runs.Run, say: Say) -> dict[str, Any]:
+    def body(run: runs.Run, say: Say) -> EngineResult:
         run_dir = run.dir
         _keep_frame(table, cfg)
         data = io.load_multi_csv(parsed, table, max_samples=n_load, seed=cfg.data.seed)
@@ -285,8 +285,7 @@ def plan_multi(cfg: SearchConfig) -> Plan:
                                   options=opts, say=say)  # fmt: skip
         _say_stop(result, say)
         card = {"source": str(csv), "spec": parsed.source, "config": cfg.to_dict()}
-        summary = serving.record(result, run_dir, *test, card=card, say=say)
-        return _complete(summary, say)
+        return serving.engine_result(result, lambda: test, card=card)
 
     return Plan("search multi", "autokeras", cfg, body, {"autokeras": dict(block=block,
                         source={"spec": str(spec), "csv": str(csv)})})  # fmt: skip
@@ -492,24 +491,3 @@ def _say_stop(result: core.AutoKerasResult, say: Say) -> None:
     done = sum(r["status"] == "completed" for r in result.trials)
     say(f"search stopped: {result.stop.get('stop_reason') or 'done'} after {len(result.trials)} "
         f"trials ({done} completed) in {result.search_seconds:.1f}s")  # fmt: skip
-
-
-def _complete(summary: dict[str, Any], say: Say) -> dict[str, Any]:
-    """The run.json fields of a finished search, and the test lines."""
-    stop = summary.get("stop", {})
-    heads = summary.get("heads") or []
-    test = summary["test"]
-    per_head = {heads[0]["name"]: test} if len(heads) == 1 else test
-    for name, metrics in per_head.items():
-        prefix = "test" if len(per_head) == 1 else f"test {name}:"
-        say(f"{prefix} {metrics_line(metrics)}")
-    return {**summary, "search": stop, "stop_reason": stop.get("stop_reason")}
-
-
-def metrics_line(metrics: Mapping[str, Any]) -> str:
-    """'accuracy 0.9000, loss ...' for classifiers, 'MAE ..., RMSE ..., R² ...' for regressors."""
-    if "accuracy" in metrics:
-        return (f"accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} on "
-                f"{metrics['examples']} examples")  # fmt: skip
-    return (f"MAE {metrics['mae']:.4g}, RMSE {metrics['rmse']:.4g}, R² {metrics['r2']:.3f} on "
-            f"{metrics['examples']} examples")  # fmt: skip

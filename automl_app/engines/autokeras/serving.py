@@ -1,5 +1,7 @@
-"""AutoKeras results → our run directory: a serving model that takes raw inputs, its checked
-SavedModel export, the test evaluation and the trial table.
+"""AutoKeras results → the flow's EngineResult: a serving model that takes raw inputs, the
+function that predicts the test split through it, its checked SavedModel export (named inputs for
+tables and multi-input models) and the trial rows. The flow (workflows.complete) decides when the
+test split is read, evaluates it (evaluate.final), checks chance and calls `export`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from automl_app import runs
 from automl_app.engines.autokeras.constants import EXPORT_CHECK_EXAMPLES
 from automl_app.engines.autokeras.core import AutoKerasResult, _classes
 from automl_app.engines.autokeras.io import safe_name
-from automl_app.engines.autokeras.tasks import write_trials
+from automl_app.engines.autokeras.tasks import trial_rows
+from automl_app.engines.base import EngineResult, TestPredictions
 
 Say = Callable[[str], None]
 
@@ -128,30 +131,6 @@ def predict_raw(serving, feed: Mapping[str, np.ndarray], batch: int = 512) -> di
         for k, v in (res if isinstance(res, dict) else {"output": res}).items():
             chunks.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) for k, v in chunks.items()}
-
-
-def write_regression_report(
-    y_true: np.ndarray, y_pred: np.ndarray, report_dir: str | Path, *, name: str | None = None
-) -> dict[str, float]:
-    """MAE, RMSE and R² (scikit-learn) into report/regression_report.json; returns them."""
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    y_true = np.asarray(y_true, np.float64).reshape(len(y_true), -1)
-    y_pred = np.asarray(y_pred, np.float64).reshape(len(y_pred), -1)
-    metrics = {
-        "mae": float(mean_absolute_error(y_true, y_pred)),
-        "rmse": float(math.sqrt(mean_squared_error(y_true, y_pred))),
-        "r2": float(r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan"),
-        "examples": int(len(y_true)),
-    }
-    path = Path(report_dir) / "regression_report.json"
-    existing = {}
-    if name is not None and path.is_file():
-        import json
-
-        existing = json.loads(path.read_text())
-    runs.atomic_write_json(path, {**existing, name: metrics} if name else metrics)
-    return metrics
 
 
 def _export_named(serving, sample: Mapping[str, np.ndarray], out_dir: Path, atol: float = 1e-4):
@@ -329,54 +308,39 @@ def export(
     return info
 
 
-def evaluate(
-    result: AutoKerasResult, x_test: Any, y_test: Any, report_dir: str | Path
-) -> dict[str, Any]:
-    """Test metrics through the serving model (what the export computes), written to report/."""
-    from automl_app import evaluate as evaluate_mod
-
-    report_dir = Path(report_dir)
-    serving = serving_model(result)
-    preds = predict_raw(serving, raw_feed(result, x_test))
-    ys = y_test if result.kind == "multi" else {result.heads[0]["name"]: y_test}
-    out: dict[str, Any] = {}
-    single = len(result.heads) == 1
-    for head in result.heads:
-        pred = preds[head["name"]] if head["name"] in preds else next(iter(preds.values()))
-        y = np.asarray(ys[head["name"]])
-        where = report_dir if single else report_dir / head["name"]
-        if head["type"] == "classification":
-            out[head["name"]] = evaluate_mod.write_classification_report(
-                y, pred, head["class_names"], where
-            )
-        else:
-            out[head["name"]] = write_regression_report(y, pred, report_dir,
-                                                        name=None if single else head["name"])  # fmt: skip
-    return out[result.heads[0]["name"]] if single else out
-
-
-def record(
+def engine_result(
     result: AutoKerasResult,
-    run_dir: str | Path,
-    x_test: Any,
-    y_test: Any,
+    read_test: Callable[[], tuple[Any, Any]],
     *,
     card: Mapping[str, Any] | None = None,
-    say: Say = print,
     image_size: int | None = None,
-) -> dict[str, Any]:
-    """trials.csv, report/ (test set touched once here) and best/; returns run.json fields."""
-    run_dir = Path(run_dir)
-    write_trials(result, run_dir)
-    test = evaluate(result, x_test, y_test, run_dir / "report")
-    info = export(
-        result,
-        run_dir / "best",
-        x_test,
-        card={**dict(card or {}), "test": test},
-        image_size=image_size,
+    test_fields: Callable[[Any], dict[str, Any]] | None = None,
+) -> EngineResult:
+    """What the flow needs from a finished AutoKeras search. `read_test` returns the test inputs
+    (as given to search_*) and targets; the flow calls it once, then evaluates through the
+    serving model (what the export computes) and exports with `export` below."""
+
+    def predict_test() -> TestPredictions:
+        x_test, y_test = read_test()
+        preds = predict_raw(serving_model(result), raw_feed(result, x_test))
+        extra = test_fields(x_test) if test_fields is not None else {}
+        return TestPredictions(preds, y_test, x_test, extra)
+
+    def export_best(best_dir: Path, sample: Any, card_: Mapping[str, Any]) -> dict[str, Any]:
+        return export(result, best_dir, sample, card=card_, image_size=image_size)
+
+    stop = result.stop
+    score = result.best.get("score")
+    shown = f"{score:.4f}" if isinstance(score, (int, float)) else str(score)
+    heads = [{"name": h["name"], "type": h["type"], "class_names": h.get("class_names")}
+             for h in result.heads]  # fmt: skip
+    return EngineResult(
+        fields={**result.summary(), "search": stop, "stop_reason": stop.get("stop_reason")},
+        read_test=predict_test,
+        heads=heads,
+        spec=_spec_for(result, image_size),
+        export=export_best,
+        card=dict(card or {}),
+        trials=trial_rows(result),
+        best_line=f"best trial {result.best['trial_id']}: {result.objective}={shown}",
     )
-    summary = {**result.summary(), "test": test, "export": info}
-    say(f"best trial {result.best['trial_id']}: {result.objective}={result.best['score']}")
-    say(f"model written to {run_dir / 'best' / 'saved_model'} (serve: {info['input']})")
-    return summary

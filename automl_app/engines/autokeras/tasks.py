@@ -5,11 +5,10 @@ StructuredDataClassifier/Regressor): arrays in, an AutoKerasResult out; and the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from automl_app import runs
 from automl_app.engines.autokeras.constants import BLOCKS, TASKS
 from automl_app.engines.autokeras.core import (
     DEFAULT_OPTIONS,
@@ -33,14 +32,15 @@ from automl_app.errors import DataError
 Say = Callable[[str], None]
 
 
-def write_trials(result: AutoKerasResult, run_dir: str | Path) -> Path:
-    """RUN_DIR/trials.csv (and the best trial's params) in the KerasTuner engine's layout."""
+def trial_rows(result: AutoKerasResult) -> list[dict[str, Any]]:
+    """trials.csv rows (the best trial's with its params) in the KerasTuner engine's layout; the
+    flow writes them."""
     rows = [dict(r) for r in result.trials]
     params = int(result.model.count_params())
     for r in rows:
         if r["trial_id"] == result.best["trial_id"]:
             r["params"] = params
-    return runs.write_trial_table(run_dir, rows)  # same columns as KerasTuner's
+    return rows
 
 
 def _single_task_data(x, y, task, class_names, validation_data, opts, what, as_x):

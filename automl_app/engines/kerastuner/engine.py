@@ -1,8 +1,11 @@
 """The KerasTuner engine: a search over a YAML space (or the user's hypermodel) with
-KerasTuner's tuners, then one evaluation on the test split and the checked export.
+KerasTuner's tuners; it hands the flow the best model (or the budget's final refit).
 
-`plan_search(cfg)` validates everything that needs no data and returns a Plan; the lifecycle
-(workflows.py) opens the run and calls its `fit`. With cfg.resume an interrupted run continues
+`plan_search(cfg)` validates everything that needs no data and returns a Plan; the flow
+(workflows.py) opens the run and calls its `fit`, which searches and returns an EngineResult: the
+flow reads the test split once, evaluates, checks chance and exports. Trial rows are written by
+the tuner as each trial finishes (the dashboard and --resume read them). With cfg.resume an
+interrupted run continues
 from KerasTuner's saved project: finished trials are kept, the one in flight is re-run, and
 max_trials may be raised.
 """
@@ -12,12 +15,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from automl_app import runs
 from automl_app.config import SearchConfig, validate_search
-from automl_app.engines.base import Plan
+from automl_app.engines.base import EngineResult, Plan, TestPredictions
 from automl_app.engines.kerastuner.parallel import (
     parallel_stop_summary,
     reload_search_tuner,
@@ -38,16 +40,15 @@ def plan_search(cfg: SearchConfig) -> Plan:
     space = load_space(cfg)
     source.precheck(cfg.data)  # offline files / folder present, before any directory is written
 
-    def fit(run: runs.Run, say: Say) -> dict[str, Any]:
+    def fit(run: runs.Run, say: Say) -> EngineResult:
         return _search(cfg, space, run, say)
 
     fields = {"space": None if space is None else {"model": space.model, "source": space.source}}
     return Plan("search image", "kerastuner", cfg, fit, fields)
 
 
-def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> dict[str, Any]:
+def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
     from automl_app.data import source
-    from automl_app.data.fingerprint import leakage
     from automl_app.tf_env import tf
     from automl_app.tuning import budget
 
@@ -77,53 +78,80 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> dict[str, Any]
     if parallel:
         t0 = time.time()
         launched = run_parallel(cfg, run_dir, say)
-        tuner, fit_args = reload_search_tuner(cfg, space, data, run_dir, say)
+        tuner, _ = reload_search_tuner(cfg, space, data, run_dir, say)
         stop = parallel_stop_summary(tuner, cfg, launched)
         _say_stop(tuner, stop, say)
         phases = [_phase("search", tuner, len(data.x_train), cfg.tuner.epochs, t0)]
         best_trial, best_model, final = *_best(tuner, stop), None
     else:
-        tuner, fit_args, stop, phases, final = _explore_and_refit(
-            cfg, space, data, run, deadline, say
-        )
+        tuner, _, stop, phases, final = _explore_and_refit(cfg, space, data, run, deadline, say)
         best_trial, best_model = _best(tuner, stop, load=final is None)
         if final is not None:
             best_model = final
     run.update(search=stop, phases=phases)
     search_seconds = run.elapsed()
-    chance = _chance(
-        tuner, best_trial, phases, data, fit_args, best_model if final is not None else None
-    )
-    if chance["within_noise"]:
-        say(chance["line"])
+    objective = tuner.oracle.objective.name
+    score = _score(best_trial, objective)
 
-    # The test split is read here, once.
-    x_test, y_test = data.test()
-    result = _evaluate_and_export(best_model, x_test, y_test, data, run_dir, cfg, best_trial)
-    say(f"best trial {best_trial.trial_id}: {tuner.oracle.objective.name}={best_trial.score:.4f}")
-    say(
-        f"test accuracy {result['test']['accuracy']:.4f}, loss {result['test']['loss']:.4f} "
-        f"on {result['test']['examples']} examples"
-        + (" (the final refit)" if final is not None else "")
-    )
-    say(f"model written to {run_dir / 'best' / 'saved_model'} (serve: {result['export']['input']})")
+    def read_test() -> TestPredictions:
+        from automl_app import evaluate
+        from automl_app.data.fingerprint import leakage
+
+        x_test, y_test = data.test()
+        probs = evaluate.probabilities(best_model, x_test, spec)
+        return TestPredictions(probs, y_test, x_test[:EXPORT_CHECK_EXAMPLES],
+                               {"leakage": leakage(data.x_train, x_test, data.x_val)})  # fmt: skip
+
+    from automl_app.export.runspec import serving_spec
+    from automl_app.models.hypermodel import portable
     from automl_app.tuning.tuners import completed_trials
 
-    return {
-        "trials": {"total": len(tuner.oracle.trials), "completed": len(completed_trials(tuner))},
-        "stop_reason": stop["stop_reason"],
-        "best_trial": {
-            "trial_id": best_trial.trial_id,
-            "score": best_trial.score,
-            "hyperparameters": best_trial.hyperparameters.values,
+    spec = serving_spec(data)
+    info = data.info
+    return EngineResult(
+        fields={
+            "trials": {
+                "total": len(tuner.oracle.trials),
+                "completed": len(completed_trials(tuner)),
+            },
+            "stop_reason": stop["stop_reason"],
+            "best_trial": {
+                "trial_id": best_trial.trial_id,
+                "score": score,
+                "hyperparameters": best_trial.hyperparameters.values,
+            },
+            "exported": "final" if final is not None else "best_trial",
+            "search_seconds": round(search_seconds, 2),
         },
-        "exported": "final" if final is not None else "best_trial",
-        "chance": {k: v for k, v in chance.items() if k != "line"},
-        "test": result["test"],
-        "leakage": leakage(data.x_train, x_test, data.x_val),
-        "export": result["export"],
-        "search_seconds": round(search_seconds, 2),
-    }
+        read_test=read_test,
+        heads=[{"name": "output", "type": "classification", "class_names": list(info.class_names)}],
+        model=portable(best_model),
+        spec=spec,
+        card={
+            "dataset": info.name,
+            "class_names": list(info.class_names),
+            "image_shape": list(info.image_shape),
+            "best_trial": best_trial.trial_id,
+            "hyperparameters": best_trial.hyperparameters.values,
+            "config": cfg.to_dict(),
+        },
+        diagnose=lambda chance: _diagnose(tuner, best_trial, phases, data, final, chance),
+        best_line=f"best trial {best_trial.trial_id}: {objective}={score:.4f}",
+        test_note=" (the final refit)" if final is not None else "",
+    )
+
+
+def _score(trial, objective: str) -> float:
+    """The trial's objective value; a trial without it is a SearchError naming the metrics that
+    were recorded (never a KeyError after training)."""
+    score = trial.score
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        return float(score)
+    names = sorted(trial.metrics.metrics) if hasattr(trial.metrics, "metrics") else []
+    raise SearchError(
+        f"the objective {objective!r} was not recorded by trial {trial.trial_id}; its metrics are "
+        f"{', '.join(names) or 'none'}. Pick --objective among them (e.g. val_accuracy)"
+    )
 
 
 def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, say: Say):
@@ -214,6 +242,16 @@ def _best(tuner, stop: dict[str, Any], load: bool = True):
     done = completed_trials(tuner)
     if not done:
         first = getattr(tuner, "first_failure", None)
+        objective = tuner.oracle.objective.name
+        if first and f"KeyError: '{objective}'" in first:
+            recorded = sorted(
+                {n for t in tuner.oracle.trials.values() for n in t.metrics.metrics} - {objective}
+            )
+            raise SearchError(
+                f"--objective {objective} is not a metric the model records"
+                + (f" (it records {', '.join(recorded)})" if recorded else "")
+                + "; use val_accuracy, val_loss, accuracy or loss"
+            )
         raise SearchError(
             "no trial completed"
             + (f"; first failure: {first.strip().splitlines()[-1]}" if first else "")
@@ -222,52 +260,38 @@ def _best(tuner, stop: dict[str, Any], load: bool = True):
     return done[0], (tuner.get_best_models(1)[0] if load else None)
 
 
-def _chance(tuner, best_trial, phases, data, fit_args, final_model) -> dict[str, Any]:
-    """run.json `chance`: is the exported model's validation accuracy within noise of guessing?
-
-    With the line to print when it is: the likely cause and one next step.
-    """
-    from automl_app.evaluate import chance_check
-
-    final = phases[-1] if phases and phases[-1].get("phase") == "final" else {}
-    if final_model is not None and "val_accuracy" in final:
-        acc = float(final["val_accuracy"])
-    else:
-        acc = _trial_metric(best_trial, "val_accuracy")
-    if acc is None:
-        return {"within_noise": False, "val_accuracy": None}
-    out = chance_check(acc, data.y_val, data.info.num_classes)
-    if not out["within_noise"]:
-        return out
+def _diagnose(tuner, best_trial, phases, data, final_model, chance) -> tuple[str, str]:
+    """For a model within noise of chance (evaluate.chance_check on the test split): the likely
+    cause, read from the trials, and one next step."""
     trials = list(tuner.oracle.trials.values())
     failed = [t for t in trials if str(t.status) == "FAILED"]
     diverged = [t for t in failed if "diverged" in str(t.message or "")]
-    train_acc = _trial_metric(best_trial, "accuracy")
+    final = phases[-1] if phases and phases[-1].get("phase") == "final" else {}
+    train_acc = final.get("accuracy") if final_model is not None else None
+    if not isinstance(train_acc, (int, float)):
+        train_acc = _trial_metric(best_trial, "accuracy")
     train_loss = _trial_metric(best_trial, "loss")
+    k = data.info.num_classes
     lr = best_trial.hyperparameters.values.get("learning_rate")
     lr_text = f", learning_rate={lr:g}" if isinstance(lr, (int, float)) else ""
+    lower = "lower the learning rate range of the space (or --set learning_rate=0.001)"
     if diverged or len(failed) > len(trials) / 2:
-        cause = f"{len(diverged) or len(failed)} of {len(trials)} trials diverged or failed"
-        step = "lower the learning rate range of the space (or --set learning_rate=0.001)"
-    elif train_loss is not None and train_loss > 1.5 * math.log(data.info.num_classes):
-        cause = (
+        return f"{len(diverged) or len(failed)} of {len(trials)} trials diverged or failed", lower
+    if train_loss is not None and (math.isnan(train_loss) or train_loss > 1.5 * math.log(k)):
+        return (
             f"training diverged (training loss {train_loss:.3g}, guessing scores "
-            f"{math.log(data.info.num_classes):.2f}{lr_text})"
+            f"{math.log(k):.2f}{lr_text})",
+            lower,
         )
-        step = "lower the learning rate range of the space (or --set learning_rate=0.001)"
-    elif train_acc is not None and train_acc > out["rate"] + 0.2:
-        cause = f"the model fits the training data ({train_acc:.2f}) but not validation"
-        step = "check that train and validation images are labelled and scaled alike"
-    else:
-        cause = "the models did not learn (learning rate too high or too low, or too few epochs)"
-        step = "rerun with more --epochs and the space's defaults (the first trial)"
-    out["cause"], out["next_step"] = cause, step
-    out["line"] = (
-        f"warning: the exported model is no better than chance: val_accuracy {acc:.4f} vs "
-        f"{out['rate']:.4f} ({out['basis']}, ±{out['margin']:.4f} on {out['examples']} "
-        f"examples); likely cause: {cause}; next: {step}"
+    if train_acc is not None and train_acc > chance["rate"] + 0.2:
+        return (
+            f"the model fits the training data ({train_acc:.2f}) but not the test split",
+            "check that train and test images are labelled and scaled alike",
+        )
+    return (
+        "the models did not learn (learning rate too high or too low, or too few epochs)",
+        "rerun with more --epochs and the space's defaults (the first trial)",
     )
-    return out
 
 
 def _trial_metric(trial, name: str) -> float | None:
@@ -276,33 +300,3 @@ def _trial_metric(trial, name: str) -> float | None:
     from automl_app.tuning.tuners import _value_at_best_step
 
     return _value_at_best_step(trial, name)
-
-
-def _evaluate_and_export(
-    model, x_test, y_test, data, run_dir: Path, cfg: SearchConfig, best_trial
-) -> dict[str, Any]:
-    from automl_app import evaluate, export
-    from automl_app.export.runspec import serving_spec
-
-    info = data.info
-    spec = serving_spec(data)
-    probs = evaluate.probabilities(model, x_test, spec)
-    metrics = evaluate.write_classification_report(
-        y_test, probs, info.class_names, run_dir / "report"
-    )
-    card = {
-        "dataset": info.name,
-        "class_names": list(info.class_names),
-        "image_shape": list(info.image_shape),
-        "best_trial": best_trial.trial_id,
-        "hyperparameters": best_trial.hyperparameters.values,
-        "test": metrics,
-        "config": cfg.to_dict(),
-    }
-    sample = x_test[:EXPORT_CHECK_EXAMPLES]
-    from automl_app.models.hypermodel import portable
-
-    info_export = export.export_best(
-        portable(model), spec, sample, run_dir / "best", labels=list(info.class_names), card=card
-    )
-    return {"test": metrics, "export": info_export}

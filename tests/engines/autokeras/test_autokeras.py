@@ -48,6 +48,14 @@ def _serve(run_dir: Path, *args):
                           {k: t.constant(v) for k, v in a.items()} for a in args])  # fmt: skip
 
 
+def _record(result, run_dir: Path, x_test, y_test, say=print) -> dict:
+    """The flow's middle after a task-API search: test once, report, export, trial rows."""
+    from automl_app import workflows
+    from automl_app.engines import autokeras as akt
+
+    return workflows.complete(run_dir, akt.engine_result(result, lambda: (x_test, y_test)), say)
+
+
 def _check_trials(run_dir: Path, expect_hp: str) -> list[dict]:
     rows = runs.read_csv(run_dir / "trials.csv")
     assert len(rows) == 1
@@ -91,7 +99,7 @@ def test_image_classifier_auto_block_on_cpu(tmp_path, capsys):
     )  # fmt: skip
     assert any("vanilla CNN" in s and "ResNet50" in s for s in said)
     assert result.best["hyperparameters"]["image_block_1/block_type"] == "vanilla"
-    summary = akt.record(result, tmp_path, x[60:], y[60:], say=said.append)
+    summary = _record(result, tmp_path, x[60:], y[60:], say=said.append)
     assert summary["autokeras_task"] == "image_classification"
     json.dumps(summary, default=str)
     _check_trials(tmp_path, "image_block_1/block_type")
@@ -115,7 +123,7 @@ def test_image_regressor_vanilla_block(tmp_path):
                               options=_opts(tmp_path), say=lambda s: None)  # fmt: skip
     assert result.notes == []  # a chosen block needs no note
     assert "image_block_1/block_type" not in result.best["hyperparameters"]
-    akt.record(result, tmp_path, x[36:], y[36:], say=lambda s: None)
+    _record(result, tmp_path, x[36:], y[36:], say=lambda s: None)
     _check_trials(tmp_path, "conv_block_1")
     rep = json.loads((tmp_path / "report" / "regression_report.json").read_text())
     assert set(rep) >= {"mae", "rmse", "r2"} and rep["examples"] == 12
@@ -148,7 +156,7 @@ def test_text_classifier_serves_raw_strings(tmp_path):
     x, y = data.texts, data.y
     result = akt.search_text(x[:50], y[:50], class_names=data.class_names,
                              validation_data=(x[50:64], y[50:64]), options=_opts(tmp_path))  # fmt: skip
-    akt.record(result, tmp_path, x[64:], y[64:], say=lambda s: None)
+    _record(result, tmp_path, x[64:], y[64:], say=lambda s: None)
     _check_trials(tmp_path, "text_block_1")
     assert (tmp_path / "report" / "classification_report.txt").is_file()
     probs = np.asarray(_serve(tmp_path, x[64:]))
@@ -174,7 +182,7 @@ def test_text_regressor(tmp_path):
     opts = dataclasses.replace(_opts(tmp_path), time_budget="10m")
     result = akt.search_text(data.texts[:36], data.y[:36], task="regression", options=opts)
     assert result.stop["stop_reason"] == "max_trials" and result.stop["time_budget_s"] == 600
-    akt.record(result, tmp_path, data.texts[36:], data.y[36:], say=lambda s: None)
+    _record(result, tmp_path, data.texts[36:], data.y[36:], say=lambda s: None)
     _check_trials(tmp_path, "text_block_1")
     assert (
         json.loads((tmp_path / "report" / "regression_report.json").read_text())["examples"] == 12
@@ -215,7 +223,7 @@ def test_structured_classifier_named_inputs(tmp_path):
         class_names=data.class_names, validation_data=(data.x[va], data.y[va]),
         options=_opts(tmp_path),
     )  # fmt: skip
-    akt.record(result, tmp_path, data.x[te], data.y[te], say=lambda s: None)
+    _record(result, tmp_path, data.x[te], data.y[te], say=lambda s: None)
     _check_trials(tmp_path, "structured_data_block_1")
     report = json.loads((tmp_path / "report" / "classification_report.json").read_text())
     assert "setosa" in report
@@ -250,7 +258,7 @@ def test_structured_regressor(tmp_path):
     result = akt.search_structured(data.x[:96], data.y[:96], column_names=data.column_names,
                                    column_types=data.column_types, task="regression",
                                    options=_opts(tmp_path))  # fmt: skip
-    akt.record(result, tmp_path, data.x[96:], data.y[96:], say=lambda s: None)
+    _record(result, tmp_path, data.x[96:], data.y[96:], say=lambda s: None)
     _check_trials(tmp_path, "structured_data_block_1")
     rep = json.loads((tmp_path / "report" / "regression_report.json").read_text())
     assert rep["examples"] == 24 and rep["rmse"] >= rep["mae"] > 0
@@ -303,7 +311,7 @@ def test_auto_model_two_inputs_two_heads(tmp_path):
                               column_types=data.column_types, validation_data=part(slice(40, 50)),
                               options=_opts(run), say=said.append)  # fmt: skip
     assert said and "vanilla CNN" in said[0]
-    summary = akt.record(result, run, *part(slice(50, 60)), say=lambda s: None)
+    summary = _record(result, run, *part(slice(50, 60)), say=lambda s: None)
     assert set(summary["test"]) == {"kind", "weight"}
     _check_trials(run, "image_block_1")
     assert (run / "report" / "kind" / "classification_report.json").is_file()

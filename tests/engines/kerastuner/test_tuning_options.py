@@ -68,7 +68,7 @@ def test_enqueued_configurations_run_first(tmp_path):
         (["--enqueue", '{"units": 3}'], "not in the search space"),
         (["--enqueue", "[1, 2]"], "--enqueue takes a JSON/YAML mapping"),
         (["--time-budget", "10x"], "`--time-budget` must look like 90s, 10m or 2h"),
-        (["--objective", "val_top5"], "pass --direction min or --direction max"),
+        (["--objective", "val_top5"], "--objective must be one of val_accuracy"),
         (["--tuner", "hyperband", "--prune", "median"], "Hyperband prunes by itself"),
         (["--min-batch-size", "4096"], "removes every batch_size"),
         (["--tpe-startup", "3"], "--tpe-startup applies to --tuner tpe only"),

@@ -258,3 +258,36 @@ def test_usage_line_as_typed_trains_on_the_default_named_dataset(tmp_path, data_
     assert "test accuracy" in proc.stdout
     for noise in ("E0000", "cuInit", "oneDNN"):
         assert noise not in proc.stderr, proc.stderr[-1000:]
+
+
+@pytest.mark.slow
+def test_a_run_that_did_not_learn_warns_at_chance_against_the_majority_class(tmp_path):
+    """Issue 17: train-scratch exported a model that answered class 0 for every image without a
+    word, and measured chance as 1/classes. Now the flow's one chance rule (majority class of
+    the evaluated split) prints the searches' line and records run.json `chance`. (One tiny
+    epoch at a vanishing learning rate: the model cannot learn; a diverging one exports NaN.)"""
+    from automl_app import workflows
+    from automl_app.data import datasets
+
+    lines: list[str] = []
+    cfg = TrainConfig(
+        recipe="mobilenetv2_scratch_fast",
+        overrides={"alpha": 0.35, "batch_size": 32, "epochs": 1, "lr_per_256": 1e-7},
+        data=DataConfig(dataset="digits", image_size=32, max_samples=64),
+        run_dir=str(tmp_path / "run"),
+    )
+    manifest = workflows.train_scratch(cfg, say=lines.append)
+    warned = [ln for ln in lines if ln.startswith("warning: the exported model is no better")]
+    assert len(warned) == 1, lines
+    assert "test accuracy" in warned[0] and "majority class" in warned[0]
+    assert "likely cause:" in warned[0] and "next:" in warned[0]
+    chance = manifest["chance"]
+    _, _, _, y_test, _ = datasets._digits(0)
+    majority = np.bincount(y_test).max() / len(y_test)
+    assert chance["basis"] == "majority class" and chance["rate"] == pytest.approx(majority, 1e-5)
+    assert chance["within_noise"] is True and chance["split"] == "test"
+    assert chance["examples"] == len(y_test) == manifest["test"]["examples"]
+    assert {"cause", "next_step", "margin"} <= set(chance)
+    card = json.loads((tmp_path / "run" / "best" / "model_card.json").read_text())
+    assert "0..16" in card["input_scaling"] and "127.5" in card["input_scaling"]
+    assert card["test"] == manifest["test"] and card["dataset"] == "digits"

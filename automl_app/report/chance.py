@@ -1,7 +1,8 @@
 """The chance line: what guessing scores, and whether the best model is within noise of it.
 
-run.json's `chance` (written by the run) wins; otherwise chance is 1/num_classes from
-`data.class_names` (or `data.classes`). "Within noise" means the test accuracy is less than two
+run.json's `chance` wins: every engine's run writes it (workflows.complete → evaluate.chance_check:
+the better of 1/classes and the evaluated split's majority class). Runs written before that fall
+back to 1/num_classes from `data.class_names` (or `data.classes`). "Within noise" means the test accuracy is less than two
 binomial standard errors above chance on the test split's size (about a 95% one-sided band);
 without a test size only an accuracy at or below chance is flagged.
 """

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from support.matrix import matrix_data, matrix_runs, photos_folder  # noqa: F401  (shared fixtures)
 
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="automl-tests-"))
 os.environ.setdefault("KERAS_HOME", str(_SESSION_TMP / "keras_home"))

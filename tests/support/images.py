@@ -100,3 +100,27 @@ def make_folder(root: Path, *, per_class: int = 12, bad: bool = True, seed: int 
             path.write_bytes(data)
             expected_bad[str(path)] = reason
     return {"bad": expected_bad, "good": good, "classes": classes}
+
+
+def odd_files(root: Path) -> list[str]:
+    """Odd modes, extreme aspect ratios, upper-case extensions and spaces, all decodable, added to
+    a `make_folder` folder (its blue/green/red classes); returns their paths."""
+    rng = np.random.default_rng(7)
+    out = []
+
+    def save(img: Image.Image, cls: str, name: str, **kw) -> None:
+        path = root / cls / name
+        img.save(path, **kw)
+        out.append(str(path))
+
+    rgb = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))
+    save(Image.fromarray(rng.integers(0, 255, (20, 4000, 3), dtype=np.uint8)), "blue", "wide.png")
+    save(Image.fromarray(rng.integers(0, 255, (4000, 20, 3), dtype=np.uint8)), "green", "tall.png")
+    save(rgb.convert("CMYK"), "red", "cmyk photo.JPG", format="JPEG")
+    save(rgb.convert("LA"), "blue", "la.PNG", format="PNG")
+    save(Image.fromarray(rng.integers(0, 65535, (25, 35), dtype=np.uint16)), "green", "deep.png")
+    frames = [rgb.convert("P"), rgb.rotate(90).convert("P")]
+    frames[0].save(root / "red" / "anim.gif", save_all=True, append_images=frames[1:])
+    out.append(str(root / "red" / "anim.gif"))
+    save(Image.fromarray(rng.integers(0, 255, (1, 1, 3), dtype=np.uint8)), "blue", "dot.bmp")
+    return out

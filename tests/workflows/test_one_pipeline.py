@@ -5,6 +5,8 @@ A folder with undecodable files, odd modes and extreme aspect ratios goes throug
 prints the same "N bad" line and lists the same files, and every file lands in the same split.
 Then select / reproduce / evaluate on a folder search run and on a train-scratch run, and Ctrl-C
 in each engine leaves `status: interrupted` and a run that --resume finishes.
+The folder and the 32-pixel runs are the session's (tests/support/matrix.py); this module works on
+copies of those runs and trains only the 64-pixel ones itself.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
-from support.images import make_folder
+from support.matrix import copy_run
 
 from automl_app import runs
 from automl_app.cli import cli
@@ -30,37 +31,10 @@ from automl_app.cli import cli
 REPO = Path(__file__).resolve().parents[2]
 
 
-def odd_files(root: Path) -> list[str]:
-    """Odd modes, extreme aspect ratios, upper-case extensions and spaces: all decodable."""
-    rng = np.random.default_rng(7)
-    out = []
-
-    def save(img: Image.Image, cls: str, name: str, **kw) -> None:
-        path = root / cls / name
-        img.save(path, **kw)
-        out.append(str(path))
-
-    rgb = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))
-    save(Image.fromarray(rng.integers(0, 255, (20, 4000, 3), dtype=np.uint8)), "blue", "wide.png")
-    save(Image.fromarray(rng.integers(0, 255, (4000, 20, 3), dtype=np.uint8)), "green", "tall.png")
-    save(rgb.convert("CMYK"), "red", "cmyk photo.JPG", format="JPEG")
-    save(rgb.convert("LA"), "blue", "la.PNG", format="PNG")
-    save(Image.fromarray(rng.integers(0, 65535, (25, 35), dtype=np.uint16)), "green", "deep.png")
-    frames = [rgb.convert("P"), rgb.rotate(90).convert("P")]
-    frames[0].save(root / "red" / "anim.gif", save_all=True, append_images=frames[1:])
-    out.append(str(root / "red" / "anim.gif"))
-    save(Image.fromarray(rng.integers(0, 255, (1, 1, 3), dtype=np.uint8)), "blue", "dot.bmp")
-    return out
-
-
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("one_pipeline")
-    root = base / "photos"
-    made = make_folder(root, per_class=10)
-    made["odd"] = odd_files(root)
-    os.environ["AUTOML_CACHE_DIR"] = str(base / "cache")
-    return {"root": root, "base": base, **made}
+def photos(photos_folder) -> dict:
+    """The session's image folder (support/matrix.py): bad files, odd modes, extreme ratios."""
+    return photos_folder
 
 
 def _cli(*args: str):
@@ -73,23 +47,25 @@ def _bad_listed(output: str) -> tuple[int, set[str]]:
     return count, listed
 
 
+# Three of the five folder runs are the matrix's own (support/matrix.py, trained once per session
+# with the same options: kt-folder runs two trials where this module once ran one); each test module
+# works on its own copies. The 64-pixel runs are this module's.
+SHARED = {"kerastuner-32": "kt-folder", "autokeras-32": "ak-image", "scratch-32": "scratch-folder"}
 COMMANDS = {
-    "kerastuner-32": ["search", "image", "--space", "fcn", "--max-trials", "1", "--epochs", "1",
-                      "--image-size", "32"],
     "kerastuner-64": ["search", "image", "--space", "fcn", "--max-trials", "1", "--epochs", "1",
                       "--image-size", "64"],
-    "autokeras-32": ["search", "image", "--engine", "autokeras", "--block", "vanilla",
-                     "--max-trials", "1", "--epochs", "1", "--image-size", "32"],
-    "scratch-32": ["train-scratch", "mobilenetv2", "--recipe", "mobilenetv2_scratch_fast",
-                   "--alpha", "0.35", "--batch-size", "8", "--epochs", "1", "--image-size", "32"],
     "scratch-64": ["train-scratch", "mobilenetv2", "--recipe", "mobilenetv2_scratch_fast",
                    "--alpha", "0.35", "--batch-size", "8", "--epochs", "1", "--image-size", "64"],
 }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def folder_runs(photos) -> dict:
+def folder_runs(photos, matrix_data) -> dict:
     out = {}
+    for name, kind in SHARED.items():
+        run_dir = copy_run(matrix_data, kind, photos["base"] / "runs" / name)
+        out[name] = {"dir": run_dir, "output": matrix_data.outputs[kind],
+                     "manifest": runs.load_manifest(run_dir)}  # fmt: skip
     for name, args in COMMANDS.items():
         run_dir = photos["base"] / "runs" / name
         res = _cli(*args, "--data-dir", str(photos["root"]), "--run-dir", str(run_dir))

@@ -297,6 +297,14 @@ def export_run(
             f"run {str(run_dir)!r} is a {manifest.get('command')!r} run; `automl export` works on "
             "image runs (its best/saved_model is already the export)"
         )
+    if format != "saved_model" and manifest.get("engine") == "autokeras":
+        # AutoKeras's exported image model resizes inside with ScaleAndTranslate, an op TFLite and
+        # tf2onnx lack, and it has no fixed-shape `serve_fixed` endpoint to convert instead.
+        raise UsageError(
+            f"--format {format} is not available for AutoKeras runs ({str(run_dir)!r}): its "
+            "SavedModel resizes with an op TFLite/ONNX lack; use --format saved_model, or a "
+            "KerasTuner search or train-scratch run"
+        )
     with runs.lock(run_dir).hold():
         if format == "saved_model":
             target = _export_target(run_dir, manifest, out, None)

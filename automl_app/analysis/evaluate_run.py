@@ -15,6 +15,7 @@ import numpy as np
 
 from automl_app import runs
 from automl_app.errors import DataError, UsageError
+from automl_app.evaluate import regression_metrics
 
 Say = Callable[[str], None]
 SPLITS = ("train", "val", "test")
@@ -142,6 +143,7 @@ def evaluate_export(
             x = np.concatenate([data.x_train, data.x_val, xt])
             y = np.concatenate([data.y_train, data.y_val, yt])
         names = list(data.info.class_names)
+        x = _as_serve_channels(loaded.serve, x)
         probs = np.concatenate(
             [np.asarray(loaded.serve(t.constant(x[i : i + 1024]))) for i in range(0, len(x), 1024)]
         )
@@ -222,6 +224,21 @@ def _table_run(
     return True
 
 
+def _as_serve_channels(serve: Any, x: np.ndarray) -> np.ndarray:
+    """Grayscale images for a `serve` that takes RGB (train-scratch's MobileNetV2 on digits or
+    Fashion-MNIST is exported for 3 channels): repeat the channel, as training did."""
+    try:
+        args, _ = serve.concrete_functions[0].structured_input_signature
+        channels = args[0].shape[-1]
+    except (AttributeError, IndexError, TypeError):
+        return x
+    if x.ndim == 3:
+        x = x[..., None]
+    if channels == 3 and x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    return x
+
+
 def _predict_rows(serve: Any, manifest: Mapping[str, Any], split: str):
     """(outputs, targets, class names, data name) of a structured/text run's split through the
     SavedModel's `serve` (raw strings for text, one named column per input for tables)."""
@@ -271,17 +288,3 @@ def _float(v: Any) -> float:
         return float(v)
     except (TypeError, ValueError):
         return math.nan
-
-
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE, RMSE and R² (scikit-learn)."""
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
-    return {
-        "mae": float(mean_absolute_error(y_true, y_pred)),
-        "rmse": float(math.sqrt(mean_squared_error(y_true, y_pred))),
-        "r2": float(r2_score(y_true, y_pred)),
-        "examples": int(len(y_true)),
-    }

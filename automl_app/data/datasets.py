@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from automl_app.config import check_examples_per_class
 from automl_app.errors import DataError, UsageError
 
 # Named image-classification datasets we support, with their raw (uint8) shapes.
@@ -133,6 +134,7 @@ def load(
         if max_samples < 1:
             raise UsageError(f"--max-samples must be >= 1. Received: {max_samples}")
         train_idx = train_idx[:max_samples]
+        check_examples_per_class(len(train_idx), len(names), max_samples)
     train_idx = np.sort(train_idx)
     shape = (TFDS_IMAGE | EMBEDDED)[name]
     info = DatasetInfo(name=name, image_shape=shape, class_names=tuple(names), source=source)

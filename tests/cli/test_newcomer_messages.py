@@ -177,3 +177,11 @@ def test_a_run_refused_on_its_data_leaves_nothing_and_the_fixed_rerun_needs_no_o
     res = run(*FAST, "--data-dir", str(good), "--image-size", "16", "--run-dir", str(run_dir))
     assert res.exit_code == 0, res.output
     assert Path(run_dir / "best" / "saved_model").is_dir()
+
+
+def test_max_samples_5_with_10_classes_is_refused_and_leaves_no_run(tmp_path):
+    """Issue 17: `--max-samples 5` on digits (10 classes) says too few per class, exit 2."""
+    res = run(*FAST, "--dataset", "digits", "--max-samples", "5", "--run-dir", str(tmp_path / "r"))
+    assert res.exit_code == 2, res.output
+    assert error_line(res).startswith("--max-samples 5 is too few examples per class")
+    assert not (tmp_path / "r").exists()

@@ -38,8 +38,10 @@ APPLIES: dict[str, frozenset[str]] = {
     "runs": ALL,
     "evaluate": ALL,
     "report": ALL,
-    "export": ALL,
-    "export-tflite": IMAGE_KINDS,
+    # structured/text: best/saved_model is already the export; AutoKeras image: no TFLite (its
+    # serving model resizes with ScaleAndTranslate): both refuse in one line.
+    "export": IMAGE_KINDS,
+    "export-tflite": IMAGE_KINDS - {"ak-image"},
     "select": KERASTUNER_KINDS,
     "select-unkept": KERASTUNER_KINDS,
     "reproduce": KERASTUNER_KINDS,
@@ -127,6 +129,8 @@ def check_report(kind: str, run_dir: Path, ws: Workspace) -> None:
 
 def check_export(kind: str, run_dir: Path, ws: Workspace) -> None:
     res = cli("export", run_dir)
+    if kind not in APPLIES["export"]:
+        return _refused_in_one_line(res)
     _ok(res)
     assert (run_dir / "export" / "saved_model" / "saved_model.pb").is_file(), explain(res)
 

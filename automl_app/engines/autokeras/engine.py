@@ -1,9 +1,10 @@
 """The AutoKeras engine's four commands: options checked, then a Plan the lifecycle runs.
 
     from automl_app import workflows
-    from automl_app.config import DataConfig, SearchConfig, TunerConfig
+    from automl_app.config import AutoKerasConfig, DataConfig, SearchConfig, TunerConfig
     cfg = SearchConfig(engine="autokeras", data=DataConfig(dataset="digits", max_samples=200),
-                       tuner=TunerConfig(tuner="greedy", max_trials=1, epochs=1), block="vanilla")
+                       tuner=TunerConfig(tuner="greedy", max_trials=1, epochs=1),
+                       autokeras=AutoKerasConfig(block="vanilla"))
     manifest = workflows.search(cfg)
 
 Each `plan_*` validates its options before anything is written and returns an engines.base.Plan

@@ -237,27 +237,19 @@ def load_multi_csv(
 
 
 def _load_images(paths: Sequence[Path], size: tuple[int, int] | None, channels: int) -> np.ndarray:
-    """Image files → uint8 [N,H,W,C]; size defaults to the first image's; memory checked first."""
-    from PIL import Image
+    """Image files → uint8 [N,H,W,C] with the training decoder (data/images, the one decoder);
+    size defaults to the first image's; memory checked first."""
+    from automl_app.data import images
 
     if not paths:
         return np.zeros((0, 1, 1, channels), np.uint8)
-    for p in paths:
-        if not Path(p).is_file():
-            raise DataError(f"image file {str(p)!r} (from the spec's image column) does not exist")
-    if size is None:
-        with Image.open(paths[0]) as im:
-            size = (im.height, im.width)
-    check_image_memory(len(paths), (size[0], size[1], channels), "images for search multi")
-    out = np.zeros((len(paths), size[0], size[1], channels), np.uint8)
-    mode = "L" if channels == 1 else "RGB"
-    for i, p in enumerate(paths):
-        with Image.open(p) as im:
-            im = im.convert(mode)
-            if (im.height, im.width) != size:
-                im = im.resize((size[1], size[0]))
-            out[i] = np.asarray(im).reshape(size[0], size[1], channels)
-    return out
+    return images.load_image_files(
+        paths,
+        size=size,
+        channels=channels,
+        source="the spec's image column",
+        check_memory=lambda n, shape: check_image_memory(n, shape, "images for search multi"),
+    )
 
 
 _AS_INPUT = {"image": np.asarray, "text": _as_text, "structured": _as_table}

@@ -95,7 +95,9 @@ def test_lr_find_saves_plot_and_seeds_first_trial(tmp_path):
 
 @pytest.mark.slow
 def test_time_budget_stops_and_still_exports(tmp_path):
-    res, run = search(tmp_path, "--time-budget", "4s", "--max-trials", "100", "--epochs", "2")
+    res, run = search(
+        tmp_path, "--time-budget", "48s", "--max-trials", "100", "--epochs", "2"
+    )  # the least
     assert res.exit_code == 0, res.output
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["stop_reason"] == "time_budget"

@@ -235,14 +235,13 @@ def test_importing_and_help_do_not_import_tensorflow():
 
 
 @pytest.mark.slow
-def test_usage_line_as_typed_trains_on_the_default_named_dataset(tmp_path, data_dir, tfds_dir):
-    """`automl train-scratch mobilenetv2` needs no data option: Fashion-MNIST from the offline
-    files (mobilenetv2_small recipe, 32 px), evaluated on its own test split, exported."""
+def test_usage_line_as_typed_trains_on_the_default_named_dataset(tmp_path):
+    """`automl train-scratch mobilenetv2` needs no data option: the default dataset (digits, the
+    same as `search image`), evaluated on its own test split, exported."""
     import subprocess
     import sys
 
-    env = {**os.environ, "AUTOML_DATA_DIR": str(data_dir), "TFDS_DATA_DIR": str(tfds_dir),
-           "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     run = tmp_path / "run"
     proc = subprocess.run(
@@ -252,8 +251,8 @@ def test_usage_line_as_typed_trains_on_the_default_named_dataset(tmp_path, data_
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     manifest = runs.load_manifest(run)
-    assert manifest["data"]["dataset"] == "fashion_mnist" and manifest["recipe"]["image_size"] == 32
-    assert manifest["data"]["counts"]["train"] == 256 and manifest["test"]["examples"] == 10000
+    assert manifest["data"]["dataset"] == "digits"
+    assert manifest["data"]["counts"]["train"] == 256 and manifest["test"]["examples"] == 359
     assert (run / "best" / "saved_model" / "saved_model.pb").is_file()
     assert "test accuracy" in proc.stdout
     for noise in ("E0000", "cuInit", "oneDNN"):

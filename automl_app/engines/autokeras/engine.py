@@ -17,7 +17,6 @@ content-hash split of data/images.py; run.json's `data.split` says which.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,12 @@ import numpy as np
 from automl_app import runs
 from automl_app.config import SearchConfig, SpaceConfig, TunerConfig
 from automl_app.data import tables
+from automl_app.data.tabular import TEST_FRACTION, holdout, rows_to_load
 from automl_app.engines.autokeras import constants, core, io, serving, tasks
 from automl_app.engines.base import EngineResult, Plan
 from automl_app.errors import DataError, UsageError
 
 Say = Callable[[str], None]
-TEST_FRACTION = 0.2
 TEXT_TASKS = ("auto", "classification", "regression")
 # Training-split sizes of the named datasets: the memory check runs before anything is read.
 TRAIN_SIZES = {"fashion_mnist": 60_000, "mnist": 60_000, "kmnist": 60_000, "cifar10": 50_000,
@@ -356,40 +355,6 @@ def _str(path: str | Path | None) -> str | None:
 # data: hold-out splits, image folders
 
 
-def holdout(
-    y: np.ndarray,
-    task: str,
-    *,
-    seed: int,
-    val_fraction: float,
-    test_fraction: float = TEST_FRACTION,
-    max_train: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded train/val/test row indices; per class for classifiers, so every class keeps
-    training rows (AutoKeras needs them) and the test set mirrors the class balance."""
-    y = np.asarray(y)
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if task == "classification" else [
-        np.arange(len(y))]  # fmt: skip
-    tr, va, te = [], [], []
-    for g in groups:
-        g = rng.permutation(g)
-        n_test = int(round(len(g) * test_fraction))
-        n_val = int(round(len(g) * val_fraction))
-        if len(g) - n_test - n_val < 1:  # a rare class: keep one row for training
-            n_val = max(0, min(n_val, len(g) - n_test - 1))
-            n_test = max(0, min(n_test, len(g) - 1))
-        te.append(g[:n_test])
-        va.append(g[n_test : n_test + n_val])
-        tr.append(g[n_test + n_val :])
-    train, val, test = (np.sort(np.concatenate(p)).astype(np.int64) for p in (tr, va, te))
-    if max_train is not None and len(train) > max_train:
-        train = np.sort(rng.choice(train, size=max_train, replace=False))
-    if len(test) == 0:
-        raise DataError(f"too few rows ({len(y)}) to hold out a test split; use more data")
-    return train, val, test
-
-
 def _hold_out(
     run: runs.Run,
     cfg: SearchConfig,
@@ -418,10 +383,7 @@ def _hold_out(
 
 def _rows_to_load(cfg: SearchConfig) -> int | None:
     """Rows to read so that --max-samples training rows remain after the val/test hold-out."""
-    n = cfg.data.max_samples
-    if n is None:
-        return None
-    return int(math.ceil(n / (1.0 - TEST_FRACTION - cfg.data.val_fraction))) + 2
+    return rows_to_load(cfg.data.max_samples, cfg.data.val_fraction, TEST_FRACTION)
 
 
 def _holdout_note(cfg: SearchConfig, task: str) -> dict[str, Any]:

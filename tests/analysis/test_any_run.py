@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from support.matrix import write_text_csv
 from support.runs import _ROOT
 
 from automl_app import report, runs
@@ -76,20 +77,6 @@ def _mixed_csv(path: Path, n: int = 120) -> Path:
     return path
 
 
-def _reviews_csv(path: Path, n: int = 60) -> Path:
-    good, bad = ["great", "fine", "lovely", "superb"], ["awful", "poor", "dull", "broken"]
-    rng = np.random.default_rng(0)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["review", "sentiment"])
-        for i in range(n):
-            pos = i % 2 == 0
-            w.writerow(
-                [" ".join(rng.choice(good if pos else bad, size=4)), "pos" if pos else "neg"]
-            )
-    return path
-
-
 @pytest.fixture(scope="session")
 def table_run() -> Path:
     from automl_app.cli.search import search_structured
@@ -108,7 +95,7 @@ def text_run() -> Path:
     from automl_app.cli.search import search_text
 
     ANY.mkdir(parents=True, exist_ok=True)
-    csv_path = _reviews_csv(ANY / "reviews.csv")
+    csv_path = write_text_csv(ANY / "reviews.csv")
     run = ANY / "text"
     res = invoke(search_text, "--csv", csv_path, "--text-column", "review", "--target",
                  "sentiment", "--run-dir", run, "--max-trials", "1", "--epochs", "1",

@@ -366,6 +366,9 @@ def _export_saved_model(run_dir: Path, manifest: dict, out: str | Path, say: Say
         runs.atomic_write_text(
             out.parent / f"{out.name}.labels.json", (run_dir / "best" / "labels.json").read_text()
         )
+    from automl_app.export.model_card import write_export_card
+
+    write_export_card(run_dir, out, info)  # OUT.model_card.json/.md beside it
     say(f"exported {keras_path} to {out} (serve: {info['input']})")
     return info
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from automl_app import runs
 from automl_app.errors import AutomlError
+from automl_app.export.model_card import complete_card, write_card
 from automl_app.export.specs import ServingSpec
 from automl_app.tf_env import tf
 
@@ -129,7 +130,7 @@ def export_best(
     labels: list[str] | None,
     card: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write best/: saved_model/ (checked), model.keras, labels.json and model_card.json."""
+    """Write best/: saved_model/ (checked), model.keras, labels.json, model_card.json/.md."""
     best_dir = Path(best_dir)
     best_dir.mkdir(parents=True, exist_ok=True)
     info = export_saved_model(model, spec, sample_raw, best_dir / "saved_model")
@@ -139,7 +140,9 @@ def export_best(
     if labels is not None:
         runs.atomic_write_json(best_dir / "labels.json", list(labels))
     card = {**card, "serving": info, "preprocessing": spec.extra}
-    runs.atomic_write_json(best_dir / "model_card.json", card)
+    # best/ and selected/ sit in their run directory: run.json gives the data and the command
+    card = complete_card(card, info=info, spec=spec, run_dir=best_dir.parent)
+    write_card(best_dir, card)
     return info
 
 

@@ -270,7 +270,7 @@ def export(
     image_size: int | None = None,
 ) -> dict[str, Any]:
     """Write RUN_DIR/best: saved_model/ (serve takes raw inputs; checked), model.keras,
-    labels.json (classifiers), model_card.json. Image and text go through export.export_best;
+    labels.json (classifiers), model_card.json/.md. Image and text go through export.export_best;
     structured and multi use named inputs (one per column / per input)."""
     from automl_app import export as export_mod
 
@@ -304,7 +304,10 @@ def export(
         labels = list(result.class_names)
     if labels:
         runs.atomic_write_json(best_dir / "labels.json", labels)
-    runs.atomic_write_json(best_dir / "model_card.json", {**card, "serving": info})
+    from automl_app.export.model_card import complete_card, write_card
+
+    card = complete_card({**card, "serving": info}, info=info, run_dir=best_dir.parent)
+    write_card(best_dir, card)
     return info
 
 

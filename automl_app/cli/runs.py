@@ -22,11 +22,25 @@ def _quiet(verbose: bool) -> None:
 
 @click.command("runs", context_settings=o.CONTEXT)
 @click.argument("root", required=False, default="runs", type=click.Path(path_type=str))
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON array (one object per run: kind, data, status, best, test, path, "
+    "times) and nothing else, for scripts.",
+)
 @handles_errors
-def runs_cmd(root: str) -> None:
+def runs_cmd(root: str, as_json: bool) -> None:
     """List the runs under ROOT (default: runs/): kind, data, trials, best, test accuracy."""
     from automl_app import analysis
 
+    if as_json:
+        import json
+
+        from automl_app.analysis.runs_table import list_run_records
+
+        click.echo(json.dumps(list_run_records(root), indent=2, allow_nan=False))
+        return
     rows = analysis.list_runs(root)
     if not rows:
         click.echo(f"no runs under {root}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_app import runs
+from automl_app.export.specs import input_scaling
 
 __all__ = ["complete_card", "render_markdown", "write_card"]
 
@@ -75,7 +76,9 @@ def _takes(card: Mapping[str, Any], info: Mapping[str, Any], spec: Any) -> dict[
             else "none: send images of the training size"
         )
     if extra.get("scale") is not None or card.get("input_scaling"):
-        takes["scaling"] = card.get("input_scaling") or f"scale {extra.get('scale')} inside"
+        takes["scaling"] = card.get("input_scaling") or input_scaling(
+            card.get("dataset"), extra.get("scale")
+        )
     if extra.get("tokenizer"):
         takes["tokenizer"] = extra["tokenizer"]
     if info.get("input_names"):

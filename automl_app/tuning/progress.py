@@ -23,7 +23,7 @@ from automl_app.training.loop import format_duration, live_bars, progress_bar
 
 Say = Callable[[str], None]
 
-__all__ = ["SearchProgress", "curve_of", "format_duration"]
+__all__ = ["SearchProgress", "curve_of", "format_duration", "short_names", "trial_line"]
 
 
 def curve_of(store: Mapping[str, Any]) -> list[list[float]] | None:
@@ -32,6 +32,44 @@ def curve_of(store: Mapping[str, Any]) -> list[list[float]] | None:
     if not per_epoch:
         return None
     return [[int(e), sum(v) / len(v)] for e, v in sorted(per_epoch.items())]
+
+
+def short_names(values: Mapping[str, Any]) -> dict[str, Any]:
+    """AutoKeras's `image_block_1/conv_block_1/kernel_size` → `kernel_size` where that is unique
+    (else the last two parts, else the whole name): trial lines stay one readable line."""
+    out: dict[str, Any] = {}
+    for name, v in values.items():
+        parts = str(name).split("/")
+        for n in range(1, len(parts) + 1):
+            short = "/".join(parts[-n:])
+            clash = [k for k in values if k != name and "/".join(str(k).split("/")[-n:]) == short]
+            if not clash or n == len(parts):
+                out[short] = v
+                break
+    return out
+
+
+def trial_line(
+    trial_id: Any,
+    done: int,
+    total: int | None,
+    status: str,
+    hps: str,
+    objective: str,
+    score: float | None,
+    seconds: float,
+    best: float | None,
+    error: str | None = None,
+) -> str:
+    """`trial 3 (4/10) [completed] lr=0.001 … | val_accuracy=0.9012 | 12.3s | best 0.9100`: the
+    line each finished trial prints, the same for every engine."""
+    shown = "—" if score is None else f"{score:.4f}"
+    best_txt = "—" if best is None else f"{best:.4f}"
+    line = (
+        f"trial {trial_id} ({done}{f'/{total}' if total else ''}) [{status}] "
+        f"{hps} | {objective}={shown} | {seconds:.1f}s | best {best_txt}"
+    )
+    return line + (f" | error: {error}" if error else "")
 
 
 class SearchProgress:

@@ -258,21 +258,56 @@ def _classes() -> dict[str, Any]:
 
 
 def _timed(base: type) -> type:
-    """A tuner class that records each trial's wall time (KerasTuner keeps none)."""
+    """A tuner class that records each trial's wall time (KerasTuner keeps none) and, when
+    `_fit` gave it a tuning.progress.SearchProgress, says the KerasTuner engine's lines: one per
+    epoch of the running trial, one per finished trial, and the search's progress after it."""
 
     class Timed(base):
         def on_trial_begin(self, trial):
             self._automl_t0 = time.perf_counter()
             return super().on_trial_begin(trial)
 
+        def run_trial(self, trial, *args, **kwargs):
+            progress = getattr(self, "_automl_progress", None)
+            if progress is not None:  # per trial, so AutoKeras's final fit never gets it
+                self._automl_store = store = {}
+                name = self.oracle.objective.name
+                kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []),
+                                       progress.callback(trial.trial_id, store, name)]  # fmt: skip
+            return super().run_trial(trial, *args, **kwargs)
+
         def on_trial_end(self, trial):
             seconds = getattr(self, "_automl_seconds", {})
             seconds[trial.trial_id] = time.perf_counter() - getattr(self, "_automl_t0", 0.0)
             self._automl_seconds = seconds
-            return super().on_trial_end(trial)
+            out = super().on_trial_end(trial)
+            if getattr(self, "_automl_progress", None) is not None:
+                _say_trial(self, trial.trial_id)
+            return out
 
     Timed.__name__ = Timed.__qualname__ = f"Timed{base.__name__}"
     return Timed
+
+
+def _say_trial(tuner, trial_id: str) -> None:
+    """The finished trial's line and the search's elapsed/ETA/best line (tuning.progress)."""
+    from automl_app.models.hypermodel import describe
+    from automl_app.tuning.progress import short_names, trial_line
+
+    progress = tuner._automl_progress
+    rows = {str(r["trial_id"]): r for r in trial_rows(tuner)}
+    row = rows.get(str(trial_id)) or {}
+    objective = tuner.oracle.objective
+    scored = [r["objective"] for r in rows.values()
+              if r["status"] == "completed" and r.get("objective") is not None]  # fmt: skip
+    best = (min if getattr(objective, "direction", "max") == "min" else max)(scored, default=None)
+    progress.say(
+        trial_line(trial_id, len(rows), progress.total, row.get("status", "?"),
+                   describe(short_names(tuner.oracle.get_trial(trial_id).hyperparameters.values)),
+                   objective.name, row.get("objective"), row.get("seconds") or 0.0, best,
+                   row.get("error"))
+    )  # fmt: skip
+    progress.between_trials(rows, objective, getattr(tuner.oracle, "deadline", None))
 
 
 def tuner_factory(name: str, *, initial_hps: list[dict] | None = None, epochs: int | None = None):
@@ -368,6 +403,10 @@ def _fit(automodel, x, y, validation_data, opts: SearchOptions) -> float:
     kwargs: dict[str, Any] = {"validation_data": validation_data}
     if validation_data is None:
         kwargs = {"validation_split": 0.2}
+    if opts.say is not None:
+        from automl_app.tuning.progress import SearchProgress
+
+        automodel.tuner._automl_progress = SearchProgress(opts.say, opts.max_trials)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         if not opts.verbose:
@@ -482,6 +521,8 @@ class SearchOptions:
     batch_size: int = 32
     verbose: bool = False
     time_budget: float | str | None = None  # seconds or "10m": no new trial past it
+    # where per-epoch and per-trial progress lines go (tuning.progress); None: no lines
+    say: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     def check(self) -> SearchOptions:
         """Keras-style errors naming the bad value and what is allowed (exit 2)."""

@@ -97,7 +97,7 @@ def plan_image(cfg: SearchConfig) -> Plan:
         _record_data(run, {"train": (data.x_train, y_train), "val": (data.x_val, y_val)},
                      **{k: v for k, v in record.items() if k != "fingerprint"},
                      task=task, split=split)  # fmt: skip
-        opts = _options(cfg, run_dir)
+        opts = _options(cfg, run_dir, say)
         say(_search_line("Image" + ("Classifier" if task == "classification" else "Regressor"),
                          cfg, f"block {block}"))  # fmt: skip
         result = tasks.search_image(
@@ -165,7 +165,7 @@ def plan_text(cfg: SearchConfig) -> Plan:
         word = tables.kind_word(table if table is not None else csv) if csv else "text folder"
         tr, va, te = _hold_out(run, cfg, data, x, say, word, kind="csv" if csv else "text_folder",
                                text_column=text_column, target=target)  # fmt: skip
-        opts = _options(cfg, run_dir)
+        opts = _options(cfg, run_dir, say)
         say(_search_line("Text" + _task_word(data.task), cfg))
         result = tasks.search_text(x[tr], y[tr], task=data.task, class_names=data.class_names,
                                  validation_data=(x[va], y[va]) if len(va) else None,
@@ -213,7 +213,7 @@ def plan_structured(cfg: SearchConfig) -> Plan:
         tr, va, te = _hold_out(run, cfg, data, x, say, tables.kind_word(table), kind="csv",
                                target=target, column_types=data.column_types,
                                columns=f" columns={len(data.column_names)}")  # fmt: skip
-        opts = _options(cfg, run_dir)
+        opts = _options(cfg, run_dir, say)
         say(_search_line("StructuredData" + _task_word(data.task), cfg))
         result = tasks.search_structured(
             x[tr], y[tr], column_names=data.column_names, column_types=data.column_types,
@@ -277,7 +277,7 @@ def plan_multi(cfg: SearchConfig) -> Plan:
                      column_types=data.column_types, test_examples=len(te),
                      split=_holdout_note(cfg, f"stratified by {first_cls.name}" if first_cls
                                          else "regression"))  # fmt: skip
-        opts = _options(cfg, run_dir)
+        opts = _options(cfg, run_dir, say)
         say(_search_line("AutoModel", cfg, f"block {block}"))
         result = io.search_multi(parsed, *train, class_names=data.class_names,
                                   column_types=data.column_types,
@@ -417,13 +417,14 @@ def _with_run_dir(cfg: SearchConfig, name: str) -> SearchConfig:
     return dataclasses.replace(cfg, run_dir=str(cfg.resolved_run_dir()))
 
 
-def _options(cfg: SearchConfig, run_dir: Path) -> core.SearchOptions:
+def _options(cfg: SearchConfig, run_dir: Path, say: Say | None = None) -> core.SearchOptions:
     """SearchOptions from the shared flags; max_samples is already applied by the loaders, and
-    AutoKeras never overwrites its project (RUN_DIR/tuner), so --resume reloads its trials."""
+    AutoKeras never overwrites its project (RUN_DIR/tuner), so --resume reloads its trials.
+    `say` gets the per-epoch and per-trial lines (the flow's say: --quiet drops them)."""
     return core.SearchOptions(tuner=cfg.tuner.tuner, max_trials=cfg.tuner.max_trials,
                              epochs=cfg.tuner.epochs, seed=cfg.tuner.seed, max_samples=None,
                              directory=run_dir / "tuner", overwrite=False, verbose=cfg.verbose,
-                             time_budget=cfg.tuner.time_budget)  # fmt: skip
+                             time_budget=cfg.tuner.time_budget, say=say)  # fmt: skip
 
 
 def _record_data(

@@ -164,19 +164,27 @@ def tensorboard_cmd(run_dir: str, port: int) -> None:
 
 
 @click.command("dashboard", context_settings=o.CONTEXT)
-@o.run_dir_argument
+@click.argument("run_dir", metavar="RUN_DIR|ROOT", type=click.Path(file_okay=False, path_type=str))
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="0 picks a free port.")  # fmt: skip
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @handles_errors
 def dashboard_cmd(run_dir: str, port: int, host: str) -> None:
     """Serve optuna-dashboard over RUN_DIR/optuna.journal until Ctrl-C; live while a search runs
-    (any engine; an older run gets its journal built from trials.csv first)."""
+    (any engine; an older run gets its journal built from trials.csv first). ROOT, a folder of
+    runs (one or two levels below it): one dashboard, one study per run named by its path under
+    ROOT, refreshed as the runs' journals grow."""
     _quiet(False)
-    from automl_app.integrations.dashboard import serve
+    from automl_app.integrations.dashboard import REFRESH_S, serve
 
     server = serve(run_dir, host=host, port=port, say=click.echo)
-    click.echo(f"optuna-dashboard for {run_dir} at {server.url} (Ctrl-C to stop)")
+    if server.merged is not None:
+        k, n = server.merged.found, len(server.merged.names)
+        click.echo(f"optuna-dashboard for {k} run{'s' * (k != 1)} under {run_dir}: {n} "
+                   f"stud{'ies' if n != 1 else 'y'} named by the run's path (refreshed every "
+                   f"{REFRESH_S:g} s) at {server.url} (Ctrl-C to stop)")  # fmt: skip
+    else:
+        click.echo(f"optuna-dashboard for {run_dir} at {server.url} (Ctrl-C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

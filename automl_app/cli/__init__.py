@@ -12,6 +12,7 @@ import click
 
 from automl_app import __version__
 from automl_app.cli.options import CONTEXT
+from automl_app.cli.predict import predict_cmd
 from automl_app.cli.runs import COMMANDS as RUN_COMMANDS
 from automl_app.cli.search import search as search_group
 from automl_app.cli.train import scan_images_cmd, train_scratch_cmd
@@ -24,6 +25,7 @@ def cli() -> None:
 
 
 cli.add_command(search_group)
+cli.add_command(predict_cmd)
 cli.add_command(scan_images_cmd)
 cli.add_command(train_scratch_cmd)
 for _command in RUN_COMMANDS:

@@ -19,9 +19,15 @@ if TYPE_CHECKING:
 # The named dataset of every command that takes --dataset (search image, train-scratch): embedded,
 # so it works offline with no files (data/datasets.py DEFAULT_DATASET says the same).
 DEFAULT_DATASET = "digits"
-# What a --space model records each epoch (models/ compile metrics=["accuracy"]): the objectives a
-# KerasTuner search over a space can rank by. A --hypermodel compiles its own metrics.
-SPACE_OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
+# What a --space model records each epoch (models/ compile metrics=["accuracy"], plus AUC or
+# macro-F1 when the objective names them, training/metrics.py): the objectives a KerasTuner
+# search over a space can rank by. A --hypermodel compiles its own metrics.
+SPACE_OBJECTIVES = (
+    "val_accuracy", "val_loss", "val_auc", "val_macro_f1", "accuracy", "loss", "auc", "macro_f1",
+)  # fmt: skip
+# What AutoKeras ranks by: its own metrics (accuracy and loss), not AUC or F1.
+AUTOKERAS_OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
+CLASS_WEIGHTS = ("none", "balanced")
 # The least --time-budget of a (single-process) KerasTuner search: its schedule
 # (engines/kerastuner/schedule.py) keeps at least RESERVE_MIN_S = 12 s for evaluation and export
 # and at most a quarter of the budget, so below 4 x 12 s the export would eat the search's time.
@@ -82,6 +88,8 @@ class TunerConfig:
     oracle_bind: str = "127.0.0.1"  # 0.0.0.0 lets workers on other hosts join
     oracle_port: int | None = None
     defaults_first: bool = True  # the space's (or hypermodel's) defaults are the first trial
+    early_stopping: int | None = None  # patience in epochs: Keras EarlyStopping on the objective
+    class_weight: str = "none"  # or balanced: scikit-learn's weights from the train labels
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,7 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
         raise UsageError(f"--time-budget must be positive. Received: {t.time_budget:g}s")
     check_time_budget(cfg)
     check_objective(cfg)
+    check_stopping_and_weights(t.early_stopping, t.class_weight)
     if t.keep_checkpoints < 1:
         raise UsageError(f"--keep-checkpoints must be >= 1. Received: {t.keep_checkpoints}")
     if t.workers < 1:
@@ -265,12 +274,29 @@ def check_objective(cfg: SearchConfig) -> None:
     """--objective must be a metric the searched models record; checked before any data loads,
     so a typo never costs a trial (a --hypermodel compiles its own metrics: not checked)."""
     name = cfg.tuner.objective
+    if cfg.engine == "autokeras" and name not in AUTOKERAS_OBJECTIVES:
+        raise UsageError(
+            f"--objective must be one of {', '.join(AUTOKERAS_OBJECTIVES)} with --engine "
+            f"autokeras (AutoKeras records no AUC or F1). Received: {name!r}"
+        )
     if cfg.engine != "kerastuner" or cfg.space.hypermodel or name in SPACE_OBJECTIVES:
         return
     raise UsageError(
         f"--objective must be one of {', '.join(SPACE_OBJECTIVES)} (what a --space model "
-        f"records; AUC and F1 objectives are not supported yet). Received: {name!r}"
+        f"records). Received: {name!r}"
     )
+
+
+def check_stopping_and_weights(patience: int | None, class_weight: str) -> None:
+    """--early-stopping PATIENCE (>= 1 epoch) and --class-weight (none, balanced); exit 2."""
+    if patience is not None and (isinstance(patience, bool) or int(patience) < 1):
+        raise UsageError(
+            f"--early-stopping must be >= 1 (epochs of patience). Received: {patience}"
+        )
+    if class_weight not in CLASS_WEIGHTS:
+        raise UsageError(
+            f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}. Received: {class_weight!r}"
+        )
 
 
 def check_examples_per_class(n_train: int, num_classes: int, max_samples: int | None) -> None:

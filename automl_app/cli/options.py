@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from automl_app.config import (
+    CLASS_WEIGHTS,
     DEFAULT_DATASET,
     ENGINES,
     MIN_TIME_BUDGET_S,
@@ -179,6 +180,13 @@ mlflow = click.option(
     help="Log trials and the exported model to MLflow (file:, sqlite:, http:); needs "
     "pip install 'automl-app[mlflow]'.",
 )
+storage = click.option(
+    "--storage",
+    metavar="URL",
+    default=None,
+    help="Also write the study (named after the run) to this Optuna RDB storage: "
+    "sqlite:///path.db or a database server's URL; RUN_DIR/optuna.journal is written as always.",
+)
 verbose = click.option(
     "--verbose", is_flag=True, help="Show library logs, progress bars and tracebacks."
 )
@@ -203,7 +211,7 @@ run_dir_argument = click.argument("run_dir", type=click.Path(file_okay=False, pa
 image_data_options = group(dataset, data_dir, image_size, max_samples, val_fraction, seed)
 table_data_options = group(max_samples, val_fraction, seed)
 budget_options = group(max_trials, epochs, time_budget)
-run_options = group(run_dir, overwrite, resume, mlflow, fail_below, verbose, quiet)
+run_options = group(run_dir, overwrite, resume, mlflow, storage, fail_below, verbose, quiet)
 
 
 def autokeras_command_options(*own: Callable) -> Callable[[Callable], Callable]:
@@ -257,6 +265,22 @@ def kerastuner_options(fn: Callable) -> Callable:
                 type=click.Choice(["min", "max"]),
                 default=None,
                 help="Override the direction inferred from --objective (val_loss: min).",
+            ),
+            click.option(
+                "--early-stopping",
+                type=int,
+                default=None,
+                metavar="PATIENCE",
+                help="Stop a trial after PATIENCE epochs without a better --objective and keep "
+                "its best epoch's weights (Keras EarlyStopping).",
+            ),
+            click.option(
+                "--class-weight",
+                type=click.Choice(CLASS_WEIGHTS),
+                default="none",
+                show_default=True,
+                help="balanced: weight the loss by inverse class frequency of the training "
+                "split (unbalanced folders).",
             ),
             click.option(
                 "--prune",

@@ -46,6 +46,18 @@ def build_config(kind: str, opts: dict[str, Any]) -> Any:
     if opts.get("image_size") and not opts.get("data_dir") and kind == "image":
         raise UsageError("--image-size applies to image folders (--data-dir); a named dataset "
                          "keeps its own size")  # fmt: skip
+    if engine == "autokeras":  # AutoKeras ranks by its own metrics and fits on its own
+        from automl_app.config import AUTOKERAS_OBJECTIVES
+
+        used = ["--early-stopping"] * (opts.get("early_stopping") is not None)
+        used += ["--class-weight"] * (opts.get("class_weight", "none") != "none")
+        if used:
+            raise UsageError(f"{', '.join(used)} need{'s' * (len(used) == 1)} --engine kerastuner")
+        if opts.get("objective", "val_accuracy") not in AUTOKERAS_OBJECTIVES:
+            raise UsageError(
+                f"--objective must be one of {', '.join(AUTOKERAS_OBJECTIVES)} with --engine "
+                f"autokeras (AutoKeras records no AUC or F1). Received: {opts['objective']!r}"
+            )
     tuner_name = opts.get("tuner") or ("greedy" if engine == "autokeras" else "random")
     budget = opts.get("time_budget")
     kt_only = {k: opts[k] for k in opts if k in _KT_FIELDS}
@@ -99,6 +111,7 @@ _KT_FIELDS = {
     "space", "hypermodel", "sets", "objective", "direction", "prune", "tpe_startup", "min_epochs",
     "enqueue", "lr_find", "max_failures", "keep_checkpoints", "min_batch_size",
     "executions_per_trial", "workers", "oracle_bind", "oracle_port", "defaults_first",
+    "early_stopping", "class_weight",
 }  # fmt: skip
 
 

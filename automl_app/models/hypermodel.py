@@ -115,11 +115,12 @@ class SparseSmoothedCrossentropy(keras.losses.Loss):
 
 def portable(model: Any) -> Any:
     """The model recompiled with stock Keras objects only (plain sparse cross-entropy, no
-    schedule), so `model.keras` loads anywhere without this package."""
-    if isinstance(getattr(model, "loss", None), SparseSmoothedCrossentropy):
-        model.compile(
-            optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-        )
+    schedule, no AUC/F1 wrappers), so `model.keras` loads anywhere without this package."""
+    smoothed = isinstance(getattr(model, "loss", None), SparseSmoothedCrossentropy)
+    if smoothed or getattr(model, "_automl_extra_metrics", False):
+        loss = "sparse_categorical_crossentropy" if smoothed else model.loss
+        model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        model._automl_extra_metrics = False
     return model
 
 
@@ -151,11 +152,32 @@ def _guarded_epochs(guard: Any, model, hp, n_train: int, n_val: int, kwargs: dic
     kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), guard.callback(model)]
 
 
+def _stopping_and_weights(hypermodel: Any, kwargs: dict, has_val: bool) -> None:
+    """The search's --early-stopping (a fresh EarlyStopping on the objective, best weights
+    restored; only where there is a validation split to watch, so a refit on all training data
+    runs its planned steps) and --class-weight (fit's class_weight) for this fit."""
+    stopping = getattr(hypermodel, "early_stopping", None)
+    if stopping and (has_val or not str(stopping["monitor"]).startswith("val_")):
+        callback = keras.callbacks.EarlyStopping(
+            monitor=stopping["monitor"],
+            mode=stopping["mode"],
+            patience=int(stopping["patience"]),
+            restore_best_weights=True,
+        )
+        kwargs["callbacks"] = [*list(kwargs.get("callbacks") or []), callback]
+    weights = getattr(hypermodel, "class_weight", None)
+    if weights and "class_weight" not in kwargs:
+        kwargs["class_weight"] = dict(weights)
+
+
 class SpaceHyperModel(kt.HyperModel):
     """Builds a models/<name>.py network from a validated Space; fit() reads batch_size.
 
     `trial_guard` (set by the search, duck-typed: `plan(model, values, n_train, n_val, epochs)`
-    → epochs and `callback(model)`) decides how many epochs fit the time left.
+    → epochs and `callback(model)`) decides how many epochs fit the time left. The search also
+    sets `metrics_factory` (a no-argument callable → the compile metrics its objective needs,
+    training/metrics.py), `early_stopping` ({monitor, mode, patience}) and `class_weight`
+    ({class: weight}); None keeps accuracy only, no stopping, unweighted.
     """
 
     def __init__(
@@ -167,6 +189,9 @@ class SpaceHyperModel(kt.HyperModel):
         self.num_classes = int(num_classes)
         self.seed = seed
         self.trial_guard: Any = None
+        self.metrics_factory: Any = None
+        self.early_stopping: dict[str, Any] | None = None
+        self.class_weight: dict[int, float] | None = None
 
     def values(self, hp) -> dict[str, Any]:
         """The model family's defaults overlaid with this trial's active values."""
@@ -175,11 +200,13 @@ class SpaceHyperModel(kt.HyperModel):
     def build(self, hp):
         v = self.values(hp)
         model = _builder(self.space.model)(v, self.input_shape, self.num_classes)
+        metrics = self.metrics_factory() if self.metrics_factory else ["accuracy"]
         model.compile(
             optimizer=make_optimizer(v["optimizer"], v["learning_rate"], v.get("momentum", 0.0)),
             loss=make_loss(v.get("label_smoothing", 0.0)),
-            metrics=["accuracy"],
+            metrics=metrics,
         )
+        model._automl_extra_metrics = metrics != ["accuracy"]
         return model
 
     def fit(self, hp, model, x, validation_data=None, **kwargs):
@@ -188,6 +215,7 @@ class SpaceHyperModel(kt.HyperModel):
         n_train = int(x.cardinality())
         n_val = int(validation_data.cardinality()) if validation_data is not None else 0
         _guarded_epochs(self.trial_guard, model, hp, n_train, n_val, kwargs)
+        _stopping_and_weights(self, kwargs, validation_data is not None)
         runs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
         per_epoch = kwargs.get("steps_per_epoch") or _steps(n_train, bs)  # partial epochs repeat
         schedule = hp.values.get("lr_schedule", defaults["lr_schedule"])
@@ -215,6 +243,8 @@ class UserHyperModel(kt.HyperModel):
         self.inner = inner
         self.num_classes = num_classes
         self.trial_guard: Any = None
+        self.early_stopping: dict[str, Any] | None = None  # as SpaceHyperModel's
+        self.class_weight: dict[int, float] | None = None
 
     def build(self, hp):
         if isinstance(self.inner, kt.HyperModel):
@@ -233,6 +263,7 @@ class UserHyperModel(kt.HyperModel):
     def fit(self, hp, model, x, y=None, validation_data=None, **kwargs):
         n_val = len(validation_data[0]) if validation_data is not None else 0
         _guarded_epochs(self.trial_guard, model, hp, len(x), n_val, kwargs)
+        _stopping_and_weights(self, kwargs, validation_data is not None)
         y = self._maybe_one_hot(model, y)
         if validation_data is not None:
             vx, vy = validation_data

@@ -61,6 +61,7 @@ def make_search_tuner(
     defaults_first = cfg.tuner.defaults_first
     hypermodel = hypermodel_for(space, info.image_shape, info.num_classes,
                                 user=cfg.space.hypermodel, seed=cfg.tuner.seed)  # fmt: skip
+    configure_fit(hypermodel, cfg, data.y_train, info.num_classes)
     if space is not None:
         train, val = data.as_datasets()
         fit_args = {"train": train, "val": val}
@@ -105,6 +106,38 @@ def make_search_tuner(
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return tuner, fit_args
+
+
+def configure_fit(hypermodel: Any, cfg: SearchConfig, y_train: Any, num_classes: int) -> None:
+    """What every trial's (and the refit's) compile and fit take from the options: the metrics
+    the objective needs (AUC, macro-F1), --early-stopping on the objective and --class-weight."""
+    from automl_app.training.metrics import metrics_factory
+    from automl_app.tuning.tuners import infer_direction
+
+    objective = cfg.tuner.objective
+    if hasattr(hypermodel, "metrics_factory"):  # a --space model; a --hypermodel compiles its own
+        hypermodel.metrics_factory = metrics_factory(objective, num_classes)
+    if cfg.tuner.early_stopping:
+        hypermodel.early_stopping = {
+            "monitor": objective,
+            "mode": infer_direction(objective, cfg.tuner.direction),
+            "patience": int(cfg.tuner.early_stopping),
+        }
+    hypermodel.class_weight = class_weights(cfg.tuner.class_weight, y_train)
+
+
+def class_weights(mode: str, y_train: Any) -> dict[int, float] | None:
+    """--class-weight balanced: scikit-learn's 'balanced' weights (n / (k * count)) of the
+    training split's classes; None for `none`."""
+    if mode in (None, "none"):
+        return None
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.asarray(y_train).reshape(-1).astype(int)
+    classes = np.unique(y)
+    weights = compute_class_weight("balanced", classes=classes, y=y)
+    return {int(c): round(float(w), 6) for c, w in zip(classes, weights, strict=True)}
 
 
 def lr_find_first(hypermodel, train, space, run_dir: Path, say: Say, seed: int) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""--objective, --early-stopping and --class-weight are checked before any data loads: a value
+the run cannot report or use is one line, exit 2, and no run directory."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from automl_app.cli import cli
+
+
+def invoke(tmp_path, *args: str):
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["search", "image", "--run-dir", str(run), *args])
+    return res, run
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--objective", "val_r2"], ["val_auc", "val_macro_f1", "'val_r2'"]),
+        (["--engine", "autokeras", "--objective", "val_macro_f1"], ["autokeras", "val_loss"]),
+        (["--engine", "autokeras", "--objective", "val_auc"], ["AUC", "'val_auc'"]),
+        (["--early-stopping", "0"], ["--early-stopping must be >= 1", "Received: 0"]),
+        (["--early-stopping", "-3"], ["--early-stopping must be >= 1", "Received: -3"]),
+        (["--engine", "autokeras", "--early-stopping", "2"], ["--engine kerastuner"]),
+        (["--engine", "autokeras", "--class-weight", "balanced"], ["--engine kerastuner"]),
+    ],
+)
+def test_refused_before_training(tmp_path, args, words):
+    res, run = invoke(tmp_path, *args)
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    for word in words:
+        assert word in line
+    assert not run.exists()
+
+
+def test_class_weight_choices(tmp_path):
+    res, run = invoke(tmp_path, "--class-weight", "inverse")
+    assert res.exit_code == 2
+    assert "'inverse'" in res.output and "balanced" in res.output
+    assert not run.exists()
+
+
+def test_help_lists_the_objectives():
+    res = CliRunner().invoke(cli, ["search", "image", "--help"])
+    text = " ".join(res.output.split())
+    for name in ("val_auc", "val_macro_f1", "--early-stopping", "--class-weight"):
+        assert name in text
+
+
+def test_python_api_refuses_what_autokeras_cannot_rank():
+    from automl_app.config import SearchConfig, TunerConfig, check_objective, validate_search
+    from automl_app.errors import UsageError
+
+    with pytest.raises(UsageError, match="val_auc"):
+        check_objective(SearchConfig(engine="autokeras", tuner=TunerConfig(objective="val_auc")))
+    with pytest.raises(UsageError, match="early-stopping"):
+        validate_search(SearchConfig(tuner=TunerConfig(early_stopping=0)))
+    ok = SearchConfig(tuner=TunerConfig(objective="val_macro_f1", early_stopping=3))
+    assert validate_search(ok) is ok

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from typing import Any
 
 from automl_app import runs
-from automl_app.config import SearchConfig, validate_search
+from automl_app.config import SPACE_OBJECTIVES, SearchConfig, validate_search
 from automl_app.engines.base import EngineResult, Plan, TestPredictions
 from automl_app.engines.kerastuner.parallel import (
     parallel_stop_summary,
     reload_search_tuner,
     run_parallel,
 )
-from automl_app.engines.kerastuner.setup import load_space, make_search_tuner
+from automl_app.engines.kerastuner.setup import class_weights, load_space, make_search_tuner
 from automl_app.errors import SearchError
 
 Say = Callable[[str], None]
@@ -70,6 +70,9 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
         data=record,
         deadline=None if deadline is None else {"at": deadline.at, "seconds": deadline.seconds},
     )
+    if cfg.tuner.class_weight != "none":
+        weights = class_weights(cfg.tuner.class_weight, data.y_train)
+        run.update(class_weights={str(k): v for k, v in (weights or {}).items()})
     tf()
     import keras
 
@@ -250,7 +253,7 @@ def _best(tuner, stop: dict[str, Any], load: bool = True):
             raise SearchError(
                 f"--objective {objective} is not a metric the model records"
                 + (f" (it records {', '.join(recorded)})" if recorded else "")
-                + "; use val_accuracy, val_loss, accuracy or loss"
+                + f"; use one of {', '.join(SPACE_OBJECTIVES)}"
             )
         raise SearchError(
             "no trial completed"

@@ -8,6 +8,14 @@ its per-epoch objective as intermediate values, its state and seconds/params/err
 read-check-append runs under the journal's own file lock, so the workers of one search never add
 a trial twice and a resumed search adds only what is new.
 
+With `--storage URL` (run.json's config `storage`: an Optuna RDB storage, SQLite file or
+database server) the journal's study is copied on into that storage as well, under the run's
+name, inside the same lock: trials the storage lacks (by trial_id) are added, so it holds the
+same trials with the same values, a resume adds only what is new, and a storage that was
+unreachable for a while catches up at the next trial. The study records the run's path and
+start time: a run replaced with --overwrite replaces its study; another run with the same name
+is refused (a warning; the journal is unaffected).
+
 The row → Optuna translation (distributions, states, values) lives here once: the report
 replays the same table into its in-memory study with `infer_distributions` and `frozen_trial`.
 Optuna is imported inside functions: the CLI imports this package while it parses.
@@ -357,6 +365,91 @@ def ensure_study(run_dir: str | os.PathLike) -> Path:
     return journal_path(run_dir)
 
 
+def storage_url(run_dir: str | os.PathLike) -> str | None:
+    """run.json's --storage URL (None when the run has none)."""
+    manifest = _manifest(run_dir)
+    url = (manifest.get("config") or {}).get("storage")
+    return str(url) if url else None
+
+
+def _manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
+    try:
+        manifest = json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password (for messages)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<the --storage URL>"
+
+
+def sync_storage(run_dir: str | os.PathLike, study, url: str) -> int:
+    """Copy the journal study's trials the RDB storage at `url` lacks into the run's study
+    there (created on first use, named after the run); how many were added.
+
+    Raises RuntimeError when the storage's study of that name belongs to another run.
+    """
+    import optuna
+
+    run_dir = Path(run_dir).resolve()
+    started = str(_manifest(run_dir).get("started_at") or "")
+    rdb = optuna.storages.RDBStorage(url)
+    try:
+        name = study.study_name
+        try:
+            sid = rdb.get_study_id_from_name(name)
+        except KeyError:
+            sid = None
+        if sid is not None:
+            attrs = rdb.get_study_user_attrs(sid)
+            if attrs.get("automl_run_dir") not in (None, str(run_dir)):
+                raise RuntimeError(
+                    f"{shown_url(url)} already holds a study {name!r} from another run "
+                    f"({attrs.get('automl_run_dir')}); rename this run's directory"
+                )
+            if attrs.get("automl_started_at") != started:  # the run was replaced (--overwrite)
+                rdb.delete_study(sid)
+                sid = None
+        if sid is None:
+            sid = rdb.create_new_study(study.directions, study_name=name)
+            rdb.set_study_user_attr(sid, "automl_run_dir", str(run_dir))
+            rdb.set_study_user_attr(sid, "automl_started_at", started)
+            for key, value in study._storage.get_study_system_attrs(study._study_id).items():
+                rdb.set_study_system_attr(sid, key, value)  # the objective's name
+        have = {str(t.user_attrs.get("trial_id")) for t in rdb.get_all_trials(sid, deepcopy=False)}
+        added = 0
+        for trial in study.get_trials(deepcopy=False):
+            if str(trial.user_attrs.get("trial_id")) not in have:
+                rdb.create_new_trial(sid, template_trial=trial)
+                added += 1
+        return added
+    finally:
+        rdb.remove_session()
+        rdb.engine.dispose()
+
+
+def _sync_storage_quietly(run_dir: str | os.PathLike, study) -> None:
+    """sync_storage for the run's --storage, if any; a failure is a warning (it is a copy)."""
+    url = storage_url(run_dir)
+    if not url:
+        return
+    try:
+        sync_storage(run_dir, study, url)
+    except Exception as exc:
+        import warnings
+
+        warnings.warn(
+            f"--storage {shown_url(url)} not updated: {type(exc).__name__}: {exc}", stacklevel=3
+        )
+
+
 def mirrored_ids(study) -> set[str]:
     """The trial ids already in the journal's study."""
     return {str(t.user_attrs.get("trial_id")) for t in study.get_trials(deepcopy=False)}
@@ -383,6 +476,7 @@ def mirror(run_dir: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> int
         have = mirrored_ids(study)
         todo = [r for r in finished if norm_id(r.get("trial_id")) not in have]
         if not todo:
+            _sync_storage_quietly(run_dir, study)  # catches up a storage that was unreachable
             return 0
         states = kerastuner_states(run_dir, [r.get("trial_id") for r in todo])
         name, _ = objective_of(run_dir, states)
@@ -394,4 +488,5 @@ def mirror(run_dir: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> int
             if trial is not None:
                 study.add_trial(trial)
                 added += 1
+        _sync_storage_quietly(run_dir, study)
     return added

@@ -245,7 +245,7 @@ def worker_cmd(run_dir: str, oracle: str, tuner_id: str | None, verbose: bool) -
     import socket
 
     from automl_app import workflows
-    from automl_app.tuning.workers import parse_oracle
+    from automl_app.distributed.workers import parse_oracle
 
     host, port = parse_oracle(oracle)
     os.environ["KERASTUNER_ORACLE_IP"] = host

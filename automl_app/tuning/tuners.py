@@ -425,6 +425,30 @@ def make_tuner(
     return tuner
 
 
+def forget_ended_retries(oracle: Any) -> list[str]:
+    """Drop ended trials from a reloaded oracle's retry queue; returns their ids.
+
+    KerasTuner's `end_trial` saves oracle.json before it removes the trial from `ongoing_trials`,
+    and `reload()` queues every "ongoing" trial for a re-run: a process killed between the two
+    would run a COMPLETED (or FAILED) trial again on resume. Only a trial still RUNNING, or an
+    INVALID one KerasTuner retries on purpose, stays queued.
+    """
+    queue = getattr(oracle, "_retry_queue", None)
+    if not queue:
+        return []
+    ended = [t for t in queue if str(oracle.trials[t].status) in ("COMPLETED", "FAILED")]
+    if ended:
+        oracle._retry_queue = [t for t in queue if t not in ended]
+        oracle.save()
+    return ended
+
+
+def plain_search(tuner, *fit_args: Any, **fit_kwargs: Any) -> None:
+    """One process's `tuner.search`, after dropping ended trials from a resumed retry queue."""
+    forget_ended_retries(tuner.oracle)
+    tuner.search(*fit_args, **fit_kwargs)
+
+
 def run_search(
     tuner,
     train,
@@ -437,8 +461,12 @@ def run_search(
     prune: str = "none",
     min_epochs: int = 1,
     deadline: budget.Deadline | None = None,
+    search: Callable[..., None] | None = None,
 ) -> dict[str, Any]:
     """tuner.search(...) with TensorBoard (HParams) logs, pruning and the deadline.
+
+    `search(tuner, *args, **kwargs)` runs the search (default `plain_search`); a parallel
+    search's roles pass distributed.workers.search, so tuning never imports distributed.
 
     Returns the stop summary for run.json; a run of failed trials raises SearchError with the
     first failed trial's real error.
@@ -464,9 +492,8 @@ def run_search(
     kwargs: dict[str, Any] = {"validation_data": validation, "callbacks": callbacks, "verbose": 0}
     if not isinstance(tuner, kt.Hyperband):
         kwargs["epochs"] = epochs
-    from automl_app.tuning import workers
-
-    workers.search(tuner, *args, **kwargs)  # plain tuner.search, or the chief's oracle server
+    # plain tuner.search, or (distributed.workers.search) a role of a parallel search
+    (search or plain_search)(tuner, *args, **kwargs)
     summary = budget.stop_summary(tuner.oracle)
     if summary["stop_reason"] == "consecutive_failures":
         first = summary.get("stop_message") or getattr(tuner, "first_failure", None)

@@ -19,12 +19,9 @@ from typing import Any
 
 from automl_app import runs
 from automl_app.config import SPACE_OBJECTIVES, SearchConfig, validate_search
+from automl_app.distributed.parallel import parallel_stop_summary, run_parallel
 from automl_app.engines.base import EngineResult, Plan, TestPredictions
-from automl_app.engines.kerastuner.parallel import (
-    parallel_stop_summary,
-    reload_search_tuner,
-    run_parallel,
-)
+from automl_app.engines.kerastuner.parallel import reload_search_tuner
 from automl_app.engines.kerastuner.setup import class_weights, load_space, make_search_tuner
 from automl_app.errors import SearchError
 

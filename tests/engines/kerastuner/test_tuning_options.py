@@ -388,7 +388,7 @@ def test_every_role_of_a_parallel_search_shares_the_launchers_deadline():
     import time
 
     from automl_app.config import SearchConfig, TunerConfig
-    from automl_app.engines.kerastuner.parallel import shared_deadline
+    from automl_app.distributed.parallel import shared_deadline
 
     cfg = SearchConfig(tuner=TunerConfig(time_budget=60.0, workers=2))
     at = time.time() - 5  # the launcher started long ago: its deadline has already passed

@@ -1,4 +1,4 @@
-"""`--workers N`: KerasTuner's distributed mode, launched and looked after by tuning/workers.py.
+"""`--workers N`: KerasTuner's distributed mode, launched and looked after by distributed/workers.py.
 
 The process tests run a tiny search script (written to tmp) as a chief and two workers on
 127.0.0.1: every role runs the same script, as KerasTuner's distributed mode expects.
@@ -17,15 +17,16 @@ from pathlib import Path
 
 import pytest
 
+from automl_app.distributed import chief, liveness, workers
 from automl_app.errors import UsageError
-from automl_app.tuning import chief, liveness, workers
+from automl_app.tuning.tuners import forget_ended_retries
 
 ROLE_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, time
 
     directory, kind, max_trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    from automl_app.tuning import workers  # no TF import; the env is already set by launch
+    from automl_app.distributed import workers  # no TF import; the env is already set by launch
     import keras
     import keras_tuner as kt
     import numpy as np
@@ -271,7 +272,7 @@ def test_watch_counts_the_trial_clients_answers_as_contact(monkeypatch):
 CHILD_OF = textwrap.dedent(
     """
     import subprocess, sys, time
-    from automl_app.tuning.liveness import die_with_parent
+    from automl_app.distributed.liveness import die_with_parent
     child = subprocess.Popen(die_with_parent([sys.executable, "-c", "import time; time.sleep(60)"]))
     print(child.pid, flush=True)
     time.sleep(60)
@@ -311,7 +312,7 @@ def test_a_completed_trial_is_not_rerun_after_a_kill_between_end_and_save(tmp_pa
     reloaded = _oracle(tmp_path)
     reloaded.reload()
     assert reloaded._retry_queue == [trial.trial_id]  # KerasTuner would run it again
-    assert chief.forget_ended_retries(reloaded) == [trial.trial_id]
+    assert forget_ended_retries(reloaded) == [trial.trial_id]
     assert reloaded._retry_queue == [] and reloaded.create_trial("tuner0").trial_id != "0"
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from support.runs import trial_result_id
 
-from automl_app.tuning import liveness
+from automl_app.distributed import liveness
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from automl_app.tuning import liveness, workers
+from automl_app.distributed import liveness, workers
 
 pytestmark = pytest.mark.slow
 

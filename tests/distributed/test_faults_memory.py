@@ -81,7 +81,7 @@ def build(hp):
 
 @pytest.mark.slow
 def test_trial_whose_worker_is_oom_killed_runs_twice_then_is_recorded_failed(tmp_path):
-    from automl_app.tuning import chief, liveness
+    from automl_app.distributed import chief, liveness
 
     (tmp_path / "killer.py").write_text(KILLER)
     run = tmp_path / "run"

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automl_app.distributed import liveness
 from automl_app.errors import UsageError
-from automl_app.tuning import liveness
 
 __all__ = [
     "CHIEF",
@@ -456,12 +456,12 @@ def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> 
     saves the tuner and serves the oracle like KerasTuner's own chief (`BaseTuner.search`), but
     returns within `poll` seconds of the last trial's end instead of up to 20 s later.
     """
-    from automl_app.tuning import chief
+    from automl_app.distributed import chief
     from automl_app.tuning.compat import dist_utils
+    from automl_app.tuning.tuners import forget_ended_retries, plain_search
 
     if not dist_utils.has_chief_oracle():
-        chief.forget_ended_retries(tuner.oracle)
-        tuner.search(*fit_args, **fit_kwargs)
+        plain_search(tuner, *fit_args, **fit_kwargs)
         return
     if not dist_utils.is_chief_oracle():
         import grpc
@@ -479,6 +479,6 @@ def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> 
         return
     if "verbose" in fit_kwargs:
         tuner.oracle.verbose = fit_kwargs["verbose"]
-    chief.forget_ended_retries(tuner.oracle)
+    forget_ended_retries(tuner.oracle)
     tuner.save()
     chief.serve_oracle(tuner.oracle, poll=poll)

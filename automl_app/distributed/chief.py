@@ -5,7 +5,6 @@
 lost and hands its trial to the next worker (liveness.py says why), and records every trial
 handed out, ended or taken back in RUN_DIR/workers/events.jsonl; the end of the search is checked
 every 0.5 s instead of every 20 s; and it never ends while a trial waits in the retry queue.
-`forget_ended_retries` fixes KerasTuner's resume of a trial that had already ended.
 KerasTuner and grpc are imported inside functions.
 """
 
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from automl_app.tuning.liveness import (
+from automl_app.distributed.liveness import (
     _HEARTBEAT_KEY,
     _INSTANCE_KEY,
     _TUNER_KEY,
@@ -26,24 +25,6 @@ from automl_app.tuning.liveness import (
     EventLog,
     Timeouts,
 )
-
-
-def forget_ended_retries(oracle: Any) -> list[str]:
-    """Drop ended trials from a reloaded oracle's retry queue; returns their ids.
-
-    KerasTuner's `end_trial` saves oracle.json before it removes the trial from `ongoing_trials`,
-    and `reload()` queues every "ongoing" trial for a re-run: a process killed between the two
-    would run a COMPLETED (or FAILED) trial again on resume. Only a trial still RUNNING, or an
-    INVALID one KerasTuner retries on purpose, stays queued.
-    """
-    queue = getattr(oracle, "_retry_queue", None)
-    if not queue:
-        return []
-    ended = [t for t in queue if str(oracle.trials[t].status) in ("COMPLETED", "FAILED")]
-    if ended:
-        oracle._retry_queue = [t for t in queue if t not in ended]
-        oracle.save()
-    return ended
 
 
 def serve_oracle(oracle: Any, poll: float = 0.5, timeouts: Timeouts | None = None) -> None:

@@ -102,6 +102,22 @@ def scan_images_cmd(
     default=None,
     help="Scan cache for --data-dir (JSON). [default: under $AUTOML_CACHE_DIR]",
 )
+@click.option(
+    "--early-stopping",
+    type=int,
+    default=None,
+    metavar="PATIENCE",
+    help="Stop after PATIENCE epochs without a better val_accuracy and keep the best epoch's "
+    "weights (Keras EarlyStopping).",
+)
+@click.option(
+    "--class-weight",
+    type=click.Choice(["none", "balanced"]),
+    default="none",
+    show_default=True,
+    help="balanced: weight the loss by inverse class frequency of the training split (instead "
+    "of the recipe's `data.balance: oversample`; not both).",
+)
 @o.run_options
 @handles_errors
 def train_scratch_cmd(model: str, **opts: Any) -> None:
@@ -147,6 +163,8 @@ def build_train_config(model: str, opts: dict[str, Any]) -> Any:
         mlflow=opts.get("mlflow"),
         fail_below=opts.get("fail_below"),
         scan_cache=opts.get("scan_cache"),
+        early_stopping=opts.get("early_stopping"),
+        class_weight=opts.get("class_weight") or "none",
     )
     # The run directory is fixed now, so the closing line and --resume name the same one.
     return dataclasses.replace(cfg, run_dir=str(cfg.resolved_run_dir()))

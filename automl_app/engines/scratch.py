@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from automl_app import interrupts, runs
-from automl_app.config import TrainConfig
+from automl_app.config import TrainConfig, check_stopping_and_weights
 from automl_app.engines.base import EngineResult, Plan, TestPredictions
 from automl_app.errors import DataError, UsageError
 from automl_app.training.loop import (
@@ -28,6 +28,8 @@ from automl_app.training.loop import (
     _schedule,
     _strategy,
     _use_mixed_precision,
+    balanced_class_weights,
+    early_stopping,
 )
 from automl_app.training.recipes import MODELS, ScratchConfig, load_config
 
@@ -115,6 +117,12 @@ def plan_train(cfg: TrainConfig) -> Plan:
         if value is not None:
             overrides[key] = value
     sc = load_config(cfg.recipe, {**overrides, "name": cfg.model})
+    check_stopping_and_weights(cfg.early_stopping, cfg.class_weight)
+    if cfg.class_weight != "none" and sc.balance == "oversample":
+        raise UsageError(
+            "--class-weight balanced and the recipe's data.balance: oversample would count the "
+            "imbalance twice: use one (--class-weight none, or a recipe with balance: none)"
+        )
     source.precheck(cfg.data)
     run_dir = cfg.resolved_run_dir()
     if cfg.resume and not (run_dir / CHECKPOINT_DIR / "state.json").is_file():
@@ -160,7 +168,18 @@ def _train(sc: ScratchConfig, cfg: TrainConfig, run: runs.Run, say: Say) -> Engi
         f"data: {cfg.data.data_dir or cfg.data.dataset} train={counts['train']} "
         f"val={counts['val']} test={'its own split' if counts['test'] is None else counts['test']} classes={len(data.class_names)}"
     )
-    result = _fit(sc, data, run.dir, eval_name, run.resumed, say, cfg.verbose)
+    weights = None
+    if cfg.class_weight == "balanced":
+        if data.arrays is not None:
+            labels = data.arrays.y_train
+        else:
+            labels = _arrays(data.train, data.class_names)[1]
+        weights = balanced_class_weights(labels)
+        run.update(class_weights={str(k): v for k, v in weights.items()})
+        say("class weights (balanced): " + ", ".join(
+            f"{data.class_names[k]}={w:.3g}" for k, w in weights.items()))  # fmt: skip
+    result = _fit(sc, data, run.dir, eval_name, run.resumed, say, cfg.verbose,
+                  patience=cfg.early_stopping, class_weight=weights)  # fmt: skip
     result.card["dataset"] = record["dataset"]
     return result
 
@@ -261,7 +280,9 @@ class _Pipelines:
         return [f.path for f in d.train + d.val + d.test]
 
 
-def _fit(cfg, data, run_dir, eval_name, resume, log, verbose) -> EngineResult:
+def _fit(
+    cfg, data, run_dir, eval_name, resume, log, verbose, patience=None, class_weight=None
+) -> EngineResult:
     from automl_app import export
     from automl_app.models import mobilenetv2
     from automl_app.tf_env import tf
@@ -314,6 +335,10 @@ def _fit(cfg, data, run_dir, eval_name, resume, log, verbose) -> EngineResult:
             *pipes.callbacks(),
             interrupts.keras_callback(),
         ]
+        if patience:  # on val_accuracy, or the training accuracy when there is no val split
+            monitor = "val_accuracy" if val_ds is not None else "accuracy"
+            callbacks.append(early_stopping(monitor, "max", patience))
+            log(f"early stopping: {monitor}, patience {patience} epochs (best weights kept)")
         log(
             f"training {cfg.name} alpha={cfg.alpha} at {cfg.image_size}px on "
             f"{n_train} images ({n_classes} classes), batch {cfg.batch_size}, "
@@ -330,6 +355,7 @@ def _fit(cfg, data, run_dir, eval_name, resume, log, verbose) -> EngineResult:
                     initial_epoch=initial_epoch,
                     callbacks=callbacks,
                     verbose=2 if verbose else 0,
+                    class_weight=class_weight,
                 )
                 hist = {k: [float(x) for x in v] for k, v in history.history.items()}
             else:

@@ -143,3 +143,24 @@ def _epoch_log(epochs: int, n_images: int, log: Callable[[str], None]):
                 self.bar = None
 
     return EpochLog()
+
+
+def balanced_class_weights(y_train: Any) -> dict[int, float]:
+    """scikit-learn's 'balanced' weights, n / (k * count), of the training labels' classes (a
+    class with no training example gets none): what fit(class_weight=...) takes."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.asarray(y_train).reshape(-1).astype(int)
+    classes = np.unique(y)
+    weights = compute_class_weight("balanced", classes=classes, y=y)
+    return {int(c): round(float(w), 6) for c, w in zip(classes, weights, strict=True)}
+
+
+def early_stopping(monitor: str, mode: str, patience: int) -> Any:
+    """Keras's EarlyStopping on `monitor`, keeping the best epoch's weights (--early-stopping)."""
+    import keras
+
+    return keras.callbacks.EarlyStopping(
+        monitor=monitor, mode=mode, patience=int(patience), restore_best_weights=True
+    )

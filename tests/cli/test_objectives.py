@@ -61,3 +61,26 @@ def test_python_api_refuses_what_autokeras_cannot_rank():
         validate_search(SearchConfig(tuner=TunerConfig(early_stopping=0)))
     ok = SearchConfig(tuner=TunerConfig(objective="val_macro_f1", early_stopping=3))
     assert validate_search(ok) is ok
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--early-stopping", "0"], ["--early-stopping must be >= 1"]),
+        (["--class-weight", "balanced", "--recipe", "OVERSAMPLE"], ["twice", "oversample"]),
+    ],
+)
+def test_train_scratch_refusals(tmp_path, args, words):
+    from automl_app.training.recipes import resolve_recipe
+
+    recipe = tmp_path / "oversample.yaml"
+    text = resolve_recipe("mobilenetv2_small").read_text()
+    recipe.write_text(text.replace("balance: none", "balance: oversample"))
+    args = [str(recipe) if a == "OVERSAMPLE" else a for a in args]
+    run = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train-scratch", "mobilenetv2", "--run-dir", str(run), *args])
+    assert res.exit_code == 2, res.output
+    assert "\n" not in res.output.strip()
+    for word in words:
+        assert word in res.output
+    assert not run.exists()

@@ -131,13 +131,9 @@ def class_weights(mode: str, y_train: Any) -> dict[int, float] | None:
     training split's classes; None for `none`."""
     if mode in (None, "none"):
         return None
-    import numpy as np
-    from sklearn.utils.class_weight import compute_class_weight
+    from automl_app.training.loop import balanced_class_weights
 
-    y = np.asarray(y_train).reshape(-1).astype(int)
-    classes = np.unique(y)
-    weights = compute_class_weight("balanced", classes=classes, y=y)
-    return {int(c): round(float(w), 6) for c, w in zip(classes, weights, strict=True)}
+    return balanced_class_weights(y_train)
 
 
 def lr_find_first(hypermodel, train, space, run_dir: Path, say: Say, seed: int) -> dict[str, Any]:

@@ -98,3 +98,18 @@ def test_class_weight_balanced_on_unbalanced_folder(tmp_path):
     weights = manifest["class_weights"]
     assert set(weights) == {"0", "1", "2"}
     assert weights["0"] > weights["1"]  # blue (class 0) is the rare class: weighted up
+
+
+@pytest.mark.slow
+def test_train_scratch_early_stopping_and_class_weight(tmp_path):
+    run = tmp_path / "run"
+    args = ["train-scratch", "mobilenetv2", "--max-samples", "60", "--epochs", "2",
+            "--early-stopping", "1", "--class-weight", "balanced", "--run-dir", str(run)]  # fmt: skip
+    res = CliRunner().invoke(cli, args, prog_name="automl")
+    assert res.exit_code == 0, res.output
+    assert "early stopping: val_accuracy, patience 1" in res.output
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["config"]["early_stopping"] == 1
+    assert manifest["config"]["class_weight"] == "balanced"
+    assert len(manifest["class_weights"]) == 10
+    assert 1 <= int(_rows(run)[0]["epochs"]) <= 2

@@ -179,6 +179,25 @@ def test_an_old_run_gets_its_journal_from_trials_csv(tmp_path):
     assert {t.state for t in study.trials} >= {optuna.trial.TrialState.COMPLETE}
 
 
+def test_a_run_inside_a_folder_of_runs_is_served_alone(tmp_path):
+    """RUN_DIR (it has run.json) keeps its one-run dashboard; its parent serves both."""
+    for name in ("a", "b"):
+        runs.save_rows(fake_run(tmp_path / name), rows(1))
+    one = serve(tmp_path / "a", port=0, say=lambda _l: None).start()
+    both = serve(tmp_path, port=0, say=lambda _l: None).start()
+    try:
+        assert one.merged is None and one.journal == journal.journal_path(tmp_path / "a")
+        names = [s["study_name"] for s in get_json(f"http://127.0.0.1:{one.port}/api/studies")
+                 ["study_summaries"]]  # fmt: skip
+        assert names == ["a"]
+        names = [s["study_name"] for s in get_json(f"http://127.0.0.1:{both.port}/api/studies")
+                 ["study_summaries"]]  # fmt: skip
+        assert sorted(names) == ["a", "b"] and both.journal is None
+    finally:
+        one.shutdown()
+        both.shutdown()
+
+
 def test_dashboard_cli_errors(tmp_path):
     res = CliRunner().invoke(cli, ["dashboard", str(tmp_path)], prog_name="automl")
     assert res.exit_code == 2 and "is not a run directory" in res.output

@@ -76,6 +76,8 @@ def resolve(run: str | os.PathLike) -> tuple[Path, dict | None, list[str] | None
         src = src / "saved_model"  # selected/ or export/: labels.json beside it, run.json above
     sm, manifest, labels = _saved_model_and_manifest(src)
     card_path = sm.parent / "model_card.json"
+    if not card_path.is_file():  # export/: saved_model.model_card.json beside saved_model/
+        card_path = sm.parent / f"{sm.name}.model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     if manifest is None and (sm.parent.parent / runs.MANIFEST).is_file():
         manifest = runs.load_manifest(sm.parent.parent)

@@ -103,3 +103,24 @@ def metrics_factory(objective: str, num_classes: int):
 
     make.objective = objective  # type: ignore[attr-defined]
     return make
+
+
+def configure_hypermodel(
+    hypermodel: Any,
+    *,
+    objective: str,
+    direction: str,
+    num_classes: int,
+    patience: int | None = None,
+    class_weight: dict[int, float] | None = None,
+) -> None:
+    """Give a search's hypermodel (models/hypermodel.py) what its compile and fit take from the
+    options: the metrics the objective needs, --early-stopping on the objective (`direction`:
+    min or max) and --class-weight's weights. The search and every command that rebuilds a
+    trial (select, reproduce) call this, so a rebuilt trial trains as the trial did."""
+    if hasattr(hypermodel, "metrics_factory"):  # a --space model; a --hypermodel compiles its own
+        hypermodel.metrics_factory = metrics_factory(objective, num_classes)
+    hypermodel.early_stopping = (
+        {"monitor": objective, "mode": direction, "patience": int(patience)} if patience else None
+    )
+    hypermodel.class_weight = dict(class_weight) if class_weight else None

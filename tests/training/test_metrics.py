@@ -87,3 +87,32 @@ def test_metrics_in_fit_record_val_names():
     )
     history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert {"val_auc", "val_macro_f1", "auc", "macro_f1"} <= set(history.history)
+
+
+def test_configure_hypermodel_and_portable(tmp_path):
+    """configure_hypermodel sets what compile and fit read; portable() drops the wrappers so
+    model.keras names stock Keras objects only."""
+    from automl_app import models, spaces
+    from automl_app.models.hypermodel import hypermodel_for, portable
+    from automl_app.training.metrics import configure_hypermodel
+
+    space = spaces.load("fcn", known=models.known(), overrides={"num_layers": 1})
+    hm = hypermodel_for(space, (8, 8, 1), 3)
+    configure_hypermodel(hm, objective="val_auc", direction="max", num_classes=3, patience=2,
+                         class_weight={0: 2.0, 1: 1.0, 2: 0.5})  # fmt: skip
+    assert hm.early_stopping == {"monitor": "val_auc", "mode": "max", "patience": 2}
+    assert hm.class_weight == {0: 2.0, 1: 1.0, 2: 0.5}
+    import keras_tuner as kt
+
+    model = hm.build(kt.HyperParameters())
+    x = np.zeros((6, 8, 8, 1), "uint8")
+    model.evaluate(x, np.array([0, 1, 2, 0, 1, 2]), verbose=0)
+    import zipfile
+
+    def saved_config(name: str) -> str:
+        model.save(tmp_path / name)
+        return zipfile.ZipFile(tmp_path / name).read("config.json").decode()
+
+    assert "SparseAUC" in saved_config("before.keras")
+    portable(model)
+    assert "SparseAUC" not in saved_config("model.keras")

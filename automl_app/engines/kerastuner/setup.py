@@ -111,19 +111,18 @@ def make_search_tuner(
 def configure_fit(hypermodel: Any, cfg: SearchConfig, y_train: Any, num_classes: int) -> None:
     """What every trial's (and the refit's) compile and fit take from the options: the metrics
     the objective needs (AUC, macro-F1), --early-stopping on the objective and --class-weight."""
-    from automl_app.training.metrics import metrics_factory
+    from automl_app.training.metrics import configure_hypermodel
     from automl_app.tuning.tuners import infer_direction
 
-    objective = cfg.tuner.objective
-    if hasattr(hypermodel, "metrics_factory"):  # a --space model; a --hypermodel compiles its own
-        hypermodel.metrics_factory = metrics_factory(objective, num_classes)
-    if cfg.tuner.early_stopping:
-        hypermodel.early_stopping = {
-            "monitor": objective,
-            "mode": infer_direction(objective, cfg.tuner.direction),
-            "patience": int(cfg.tuner.early_stopping),
-        }
-    hypermodel.class_weight = class_weights(cfg.tuner.class_weight, y_train)
+    t = cfg.tuner
+    configure_hypermodel(
+        hypermodel,
+        objective=t.objective,
+        direction=infer_direction(t.objective, t.direction),
+        num_classes=num_classes,
+        patience=t.early_stopping,
+        class_weight=class_weights(t.class_weight, y_train),
+    )
 
 
 def class_weights(mode: str, y_train: Any) -> dict[int, float] | None:

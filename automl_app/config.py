@@ -128,6 +128,7 @@ class SearchConfig:
     quiet: bool = False  # --quiet: only the summary, no per-trial or per-epoch progress
     task: str = "image"  # image, text, structured, multi
     mlflow: str | None = None  # tracking URI (file:, sqlite:, http:)
+    storage: str | None = None  # --storage: an Optuna RDB URL the study is mirrored into too
     engine: str = "kerastuner"  # kerastuner or autokeras
     autokeras: AutoKerasConfig = field(default_factory=AutoKerasConfig)
     fail_below: float | None = None  # exit 1 when the test accuracy is below this (scripts, CI)
@@ -154,6 +155,7 @@ class TrainConfig:
     verbose: bool = False
     quiet: bool = False  # --quiet: only the summary, no per-trial or per-epoch progress
     mlflow: str | None = None
+    storage: str | None = None  # --storage: an Optuna RDB URL the study is mirrored into too
     scan_cache: str | None = None
     engine: str = "scratch"
     task: str = "image"
@@ -231,6 +233,7 @@ def validate_search(cfg: SearchConfig) -> SearchConfig:
         raise UsageError(f"--time-budget must be positive. Received: {t.time_budget:g}s")
     check_time_budget(cfg)
     check_objective(cfg)
+    check_storage(cfg.storage)
     check_stopping_and_weights(t.early_stopping, t.class_weight)
     if t.keep_checkpoints < 1:
         raise UsageError(f"--keep-checkpoints must be >= 1. Received: {t.keep_checkpoints}")
@@ -287,6 +290,53 @@ def check_objective(cfg: SearchConfig) -> None:
         f"--objective must be one of {', '.join(SPACE_OBJECTIVES)} (what a --space model "
         f"records). Received: {name!r}"
     )
+
+
+STORAGE_BACKENDS = ("sqlite", "postgresql", "mysql", "oracle", "mssql")  # Optuna's RDBStorage
+
+
+def check_storage(url: str | None) -> None:
+    """--storage URL: an Optuna RDB storage, checked without connecting (parsed, its driver
+    imported, a SQLite file's folder present) so a typo stops the command before data loads."""
+    if url is None:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    allowed = (
+        "an Optuna RDB storage URL: sqlite:///path.db, or postgresql://, mysql://… for a "
+        "database server"
+    )
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise UsageError(f"--storage must be {allowed}. Received: {url!r}") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() not in STORAGE_BACKENDS:
+        raise UsageError(
+            f"--storage must use one of {', '.join(STORAGE_BACKENDS)} ({allowed}). "
+            f"Received: {shown!r}"
+        )
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise UsageError(f"--storage: SQLAlchemy has no driver {parsed.drivername!r}. "
+                         f"Received: {shown!r}") from None  # fmt: skip
+    except ImportError as exc:
+        raise UsageError(
+            f"--storage {shown} needs the Python database driver {exc.name or exc!s}, "
+            "which is not installed here; install it, or use sqlite:///path.db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database or ""
+        if db in ("", ":memory:") or db.startswith("file:"):
+            raise UsageError(
+                f"--storage sqlite needs a file: sqlite:///path.db. Received: {shown!r}"
+            )
+        if not Path(db).expanduser().resolve().parent.is_dir():
+            raise UsageError(
+                f"--storage {shown}: the folder {str(Path(db).parent)!r} does not exist"
+            )
 
 
 def check_stopping_and_weights(patience: int | None, class_weight: str) -> None:

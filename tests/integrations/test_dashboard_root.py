@@ -161,7 +161,9 @@ def test_dashboard_root_serves_both_runs(served_root):
     assert set(found) == {"first/kt", "second/kt"}
     for summary in found.values():
         detail = get_json(f"{served_root['base']}/api/studies/{summary['study_id']}")
-        assert len(detail["trials"]) == 2 and all(t["state"] == "Complete" for t in detail["trials"])
+        assert len(detail["trials"]) == 2 and all(
+            t["state"] == "Complete" for t in detail["trials"]
+        )
 
 
 @pytest.mark.slow

@@ -101,6 +101,7 @@ def run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> dict[str, Any]:
     import sys
 
     from automl_app.distributed import workers
+    from automl_app.distributed.launcher import LaunchSettings, launch
 
     bind = cfg.tuner.oracle_bind
     port = cfg.tuner.oracle_port or workers.free_port(bind)
@@ -127,24 +128,53 @@ def run_parallel(cfg: SearchConfig, run_dir: Path, say: Say) -> dict[str, Any]:
         f"parallel: chief oracle on {bind}:{port}, {cfg.tuner.workers} local workers "
         f"(logs in {run_dir / 'workers'})"
     )
+    warning = open_oracle_warning(bind, port)
+    if warning is not None:
+        sys.stdout.flush()
+        print(warning, file=sys.stderr, flush=True)
     if bind not in ("127.0.0.1", "localhost"):
         for host in workers.join_addresses(bind):
             say(
                 f"other hosts can join: automl worker --run-dir {run_dir.resolve()} "
                 f"--oracle {host}:{port}"
             )
-    res = workers.launch(
+    res = launch(
         argv,
-        cfg.tuner.workers,
-        run_dir,
-        port=port,
-        bind_host=bind,
+        LaunchSettings(cfg.tuner.workers, run_dir, port=port, bind_host=bind),
         on_line=say,
         on_log_line=lambda _, line: say(line) if line.startswith(("trial ", "warning: ")) else None,
     )
     if not res.ok:
         raise SearchError(f"parallel search failed: {res.error} (logs in {run_dir / 'workers'})")
     return launch_record(res)
+
+
+def is_loopback(host: str) -> bool:
+    """Is `host` reachable from this machine only (127.0.0.0/8, ::1, localhost)?"""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name (or 0.0.0.0's empty spelling): others may reach it
+        return False
+
+
+def open_oracle_warning(bind: str, port: int) -> str | None:
+    """The one line for a chief whose gRPC oracle others can reach (None on loopback).
+
+    KerasTuner's oracle service has no authentication and no encryption: anyone who reaches the
+    port can read the search space and trials and hand in results.
+    """
+    if is_loopback(bind):
+        return None
+    return (
+        f"warning: the chief's oracle on {bind}:{port} (KerasTuner's gRPC) has no "
+        "authentication: keep that port on a private network or behind a firewall, or bind "
+        f"127.0.0.1 and let other hosts reach it through an SSH tunnel (ssh -N -L "
+        f"{port}:127.0.0.1:{port} CHIEF_HOST, then automl worker --oracle 127.0.0.1:{port})"
+    )
 
 
 def launch_record(res) -> dict[str, Any]:
@@ -170,10 +200,9 @@ def parallel_stop_summary(
     from automl_app.tuning import budget
 
     summary = budget.stop_summary(tuner.oracle)
-    if summary["trials"] >= cfg.tuner.max_trials:
-        summary["stop_reason"] = "max_trials"
-    else:
-        summary["stop_reason"] = "time_budget" if cfg.tuner.time_budget else "space_exhausted"
+    summary["stop_reason"] = budget.ended_stop_reason(
+        summary["trials"], cfg.tuner.max_trials, cfg.tuner.time_budget
+    )
     summary["workers"] = cfg.tuner.workers
     if launched is not None:
         summary["parallel"] = launched
@@ -185,13 +214,12 @@ def shared_deadline(cfg: SearchConfig, manifest: dict[str, Any]):
 
     The launching command writes its deadline (wall-clock) into run.json, so the chief, every
     worker, a restarted worker and `automl worker` on another host all stop at the same instant
-    instead of each counting the budget from its own start (hosts need synchronised clocks).
+    instead of each counting the budget from its own start (budget.Deadline.from_record); an
+    older run.json without one counts from now.
     """
     from automl_app.tuning import budget
 
     if not cfg.tuner.time_budget:
         return None
-    stored = manifest.get("deadline") or {}
-    if isinstance(stored.get("at"), int | float):
-        return budget.Deadline(at=float(stored["at"]), seconds=float(stored.get("seconds", 0.0)))
-    return budget.Deadline.after(cfg.tuner.time_budget)
+    stored = budget.Deadline.from_record(manifest.get("deadline"))
+    return stored or budget.Deadline.after(cfg.tuner.time_budget)

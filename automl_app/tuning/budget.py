@@ -32,6 +32,7 @@ __all__ = [
     "Deadline",
     "attach_budget",
     "deadline_callback",
+    "ended_stop_reason",
     "parse_duration",
     "stop_summary",
     "with_budget",
@@ -87,6 +88,22 @@ class Deadline:
         """The deadline `seconds` (or a duration string) from now."""
         secs = parse_duration(seconds)
         return cls(at=time.time() + secs, seconds=secs)
+
+    @classmethod
+    def from_record(cls, record: Any) -> Deadline | None:
+        """The deadline run.json holds (`record()`'s form), or None where it holds none.
+
+        The launching command writes it, so every role of a parallel search (a restarted worker,
+        `automl worker` on another host) stops at the same instant (hosts need synced clocks).
+        """
+        stored = record if isinstance(record, dict) else {}
+        if not isinstance(stored.get("at"), int | float):
+            return None
+        return cls(at=float(stored["at"]), seconds=float(stored.get("seconds", 0.0)))
+
+    def record(self) -> dict[str, float]:
+        """JSON-ready form of the deadline (`from_record` reads it back)."""
+        return {"at": self.at, "seconds": self.seconds}
 
     def remaining(self) -> float:
         return self.at - time.time()
@@ -319,6 +336,14 @@ def skip_reason(message: str | None) -> str | None:
 
 def _skipped(trial: Any) -> bool:
     return skip_reason(getattr(trial, "message", None)) is not None
+
+
+def ended_stop_reason(trials: int, max_trials: int, time_budget: float | None) -> str:
+    """Why a search that has ended stopped, from its count alone (a parallel search's chief
+    ran the budget oracle, and the reloaded oracle no longer knows its stop reason)."""
+    if trials >= max_trials:
+        return "max_trials"
+    return "time_budget" if time_budget else "space_exhausted"
 
 
 def stop_summary(oracle: Any) -> dict[str, Any]:

@@ -29,16 +29,17 @@ _PRIVATE: dict[str, tuple[str, str | None]] = {
     "config": ("keras_tuner.src.config", None),
     # has_chief_oracle / is_chief_oracle: which role this process has in a distributed search
     # (read from KERASTUNER_* variables); public code only reaches it inside BaseTuner.search,
-    # which we replace to add liveness (workers.search).
+    # which we replace to add liveness (distributed/workers.search).
     "dist_utils": ("keras_tuner.src.distribute.utils", None),
     # The gRPC service definitions (OracleStub, servicer registration, request messages): the
     # chief's server, the workers' tagged channel and the heartbeat need them; not exported.
     "protos": ("keras_tuner.src.protos", None),
     # OracleClient's module-level call TIMEOUT (60 min by default), which liveness bounds so our
-    # watch speaks first; there is no parameter for it.
+    # watch (distributed/liveness.py) speaks first; there is no parameter for it.
     "oracle_client": ("keras_tuner.src.distribute.oracle_client", None),
-    # OracleServicer and exit_chief: chief.py serves the oracle with the same servicer and exit
-    # test as KerasTuner's start_server, plus heartbeats and a short poll; neither is public.
+    # OracleServicer and exit_chief: distributed/chief.py serves the oracle with the same
+    # servicer and exit test as KerasTuner's start_server, plus heartbeats and a short poll;
+    # neither is public.
     "oracle_chief": ("keras_tuner.src.distribute.oracle_chief", None),
     # The grid oracle's walk structure; grid.py rebuilds it on reload (GridSearchOracle forgets
     # it), and it is not exported next to the public keras_tuner.oracles.GridSearchOracle.

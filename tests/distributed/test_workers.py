@@ -1,4 +1,4 @@
-"""`--workers N`: KerasTuner's distributed mode, launched and looked after by distributed/workers.py.
+"""`--workers N`: KerasTuner's distributed mode, launched and looked after by distributed/launcher.py.
 
 The process tests run a tiny search script (written to tmp) as a chief and two workers on
 127.0.0.1: every role runs the same script, as KerasTuner's distributed mode expects.
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from automl_app.distributed import chief, liveness, workers
+from automl_app.distributed.launcher import LaunchResult, LaunchSettings, launch
 from automl_app.errors import UsageError
 from automl_app.tuning.tuners import forget_ended_retries
 
@@ -79,7 +80,7 @@ ROLE_SCRIPT = textwrap.dedent(
 )
 
 
-def run_search(tmp_path: Path, kind: str, n_trials: int = 4, **env) -> workers.LaunchResult:
+def run_search(tmp_path: Path, kind: str, n_trials: int = 4, **env) -> LaunchResult:
     script = tmp_path / "role.py"
     script.write_text(ROLE_SCRIPT)
     project = tmp_path / "search"
@@ -95,15 +96,12 @@ def run_search(tmp_path: Path, kind: str, n_trials: int = 4, **env) -> workers.L
     )
     lines: list[str] = []
     log_lines: list[tuple[str, str]] = []
-    result = workers.launch(
+    result = launch(
         lambda role: [sys.executable, str(script), str(project), kind, str(n_trials)],
-        n_workers=2,
-        run_dir=tmp_path / "run",
-        env_base=base,
+        LaunchSettings(
+            n_workers=2, run_dir=tmp_path / "run", env_base=base, timeout=150, cpu_count=2, gpus=[]
+        ),
         on_line=lines.append,
-        timeout=150,
-        cpu_count=2,
-        gpus=[],
         on_log_line=lambda name, line: log_lines.append((name, line)),
     )
     result.lines = lines  # type: ignore[attr-defined]
@@ -124,7 +122,7 @@ def runs_per_trial(tmp_path: Path) -> Counter:
     return Counter(line.split()[1] for line in lines if line.strip())
 
 
-def show_logs(result: workers.LaunchResult) -> str:
+def show_logs(result: LaunchResult) -> str:
     return "\n".join(f"--- {n}\n{p.read_text()[-3000:]}" for n, p in result.logs.items())
 
 
@@ -164,13 +162,10 @@ def test_small_helpers(monkeypatch):
 
 def test_launch_stops_everything_on_timeout(tmp_path):
     script = "import time; time.sleep(60)"
-    result = workers.launch(
+    result = launch(
         lambda role: [sys.executable, "-c", script],
-        n_workers=2,
-        run_dir=tmp_path,
+        LaunchSettings(n_workers=2, run_dir=tmp_path, timeout=1, gpus=[]),
         on_line=lambda line: None,
-        timeout=1,
-        gpus=[],
     )
     assert not result.ok and "1 s" in result.error
     assert all(rc is not None for rc in result.returncodes.values())  # nobody left running

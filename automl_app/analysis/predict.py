@@ -275,33 +275,47 @@ def predict_images(
     t = tf()
     if p.fixed is not None:
         check_sizes(files, p.fixed)
+    chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     done = 0
     with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
-        for start in range(0, len(files), batch_size):
-            chunk = files[start : start + batch_size]
+        pending = [pool.submit(decode_file, f) for f in chunks[0]] if chunks else []
+        for k, chunk in enumerate(chunks):
+            # Chunk k+1 decodes while chunk k is served; both inside the decoder-noise filter,
+            # which is left (and every decode finished) before lines go to stderr or rows out.
             with stages.quiet_decoder_warnings():
-                decoded = list(pool.map(decode_file, chunk))
-            groups: dict[tuple, list[int]] = {}
-            for i, (img, reason) in enumerate(decoded):
+                decoded = [f.result() for f in pending]
+                nxt = chunks[k + 1] if k + 1 < len(chunks) else []
+                pending = [pool.submit(decode_file, f) for f in nxt]
+                outs = _serve_chunk(p, t, decoded)
+                for f in pending:
+                    f.exception()  # wait, without raising: decode_file returns its failures
+            for path, (img, reason) in zip(chunk, decoded, strict=True):
                 if img is None:
-                    for line in images.skipped_lines([(chunk[i], reason)]):
+                    for line in images.skipped_lines([(path, reason)]):
                         skipped(line)
-                    continue
-                if p.fixed is not None:
-                    img = _to_channels(img, p.fixed[2])
-                    decoded[i] = (img, None)
-                groups.setdefault(img.shape, []).append(i)
-            outs: dict[int, np.ndarray] = {}
-            for idx in groups.values():
-                x = np.stack([decoded[i][0] for i in idx])
-                x = _as_serve_channels(p.serve, x) if p.fixed is None else x
-                probs = np.asarray(p.serve(t.constant(x)))
-                outs.update(zip(idx, probs, strict=True))
             for i in sorted(outs):
                 yield chunk[i], outs[i]
             done += len(chunk)
             if progress is not None:
                 progress(done, len(files))
+
+
+def _serve_chunk(p: Predictor, t: Any, decoded: list) -> dict[int, np.ndarray]:
+    """Outputs by position for the decoded images of one chunk; same-size images share a call."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (img, _) in enumerate(decoded):
+        if img is None:
+            continue
+        if p.fixed is not None:
+            img = _to_channels(img, p.fixed[2])
+            decoded[i] = (img, None)
+        groups.setdefault(img.shape, []).append(i)
+    outs: dict[int, np.ndarray] = {}
+    for idx in groups.values():
+        x = np.stack([decoded[i][0] for i in idx])
+        x = _as_serve_channels(p.serve, x) if p.fixed is None else x
+        outs.update(zip(idx, np.asarray(p.serve(t.constant(x))), strict=True))
+    return outs
 
 
 # ----------------------------------------------------------------------------------- tables

@@ -174,6 +174,8 @@ def run_record(run_dir: str | os.PathLike, root: str | os.PathLike | None = None
     if value is None and curve:  # train-scratch: no trials, its history's best epoch
         pick = min if report.direction_of(objective) == "min" else max
         value = pick(float(v) for v in curve)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = float(value)
     return _clean(
         {
             "name": line["name"],

@@ -140,6 +140,8 @@ def export_best(
     if labels is not None:
         runs.atomic_write_json(best_dir / "labels.json", list(labels))
     card = {**card, "serving": info, "preprocessing": spec.extra}
+    if labels is not None:
+        card.setdefault("class_names", list(labels))
     # best/ and selected/ sit in their run directory: run.json gives the data and the command
     card = complete_card(card, info=info, spec=spec, run_dir=best_dir.parent)
     write_card(best_dir, card)

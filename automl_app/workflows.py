@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_app import interrupts, runs
-from automl_app.config import SearchConfig, TrainConfig
+from automl_app.config import SearchConfig, TrainConfig, check_storage
 from automl_app.engines.base import EngineResult, Plan
 from automl_app.errors import UsageError
 
@@ -34,6 +34,8 @@ Say = Callable[[str], None]
 
 def plan_for(cfg: SearchConfig | TrainConfig) -> Plan:
     """The engine's Plan for a config (options checked; nothing written)."""
+    # Every engine mirrors its trials into --storage: refuse a bad URL before data loads.
+    check_storage(getattr(cfg, "storage", None))
     if isinstance(cfg, TrainConfig):
         from automl_app.engines import scratch
 

@@ -54,6 +54,8 @@ def hypermodel_of(manifest: Mapping[str, Any], seed: int | None):
     (models.hypermodel.hypermodel_for: the space file it read, --set and --min-batch-size)."""
     from automl_app import models, spaces
     from automl_app.models.hypermodel import hypermodel_for
+    from automl_app.training.metrics import configure_hypermodel
+    from automl_app.tuning.tuners import infer_direction
 
     cfg = manifest["config"]
     data = manifest["data"]
@@ -66,8 +68,22 @@ def hypermodel_of(manifest: Mapping[str, Any], seed: int | None):
             ref, known=models.known(), overrides=cfg["space"].get("overrides") or {}
         )
         space = spaces.with_min_batch_size(space, (cfg.get("tuner") or {}).get("min_batch_size"))
-    return hypermodel_for(space, tuple(data["image_shape"]), n_classes,
-                          user=cfg["space"].get("hypermodel"), seed=seed)  # fmt: skip
+    hm = hypermodel_for(space, tuple(data["image_shape"]), n_classes,
+                        user=cfg["space"].get("hypermodel"), seed=seed)  # fmt: skip
+    # The search's own step (training.metrics): a rebuilt trial records the objective's metric
+    # (val_auc, val_macro_f1) and trains with the run's --early-stopping and class weights.
+    tuner = cfg.get("tuner") or {}
+    objective = tuner.get("objective") or "val_accuracy"
+    weights = manifest.get("class_weights") or {}
+    configure_hypermodel(
+        hm,
+        objective=objective,
+        direction=infer_direction(objective, tuner.get("direction")),
+        num_classes=n_classes,
+        patience=tuner.get("early_stopping"),
+        class_weight={int(k): float(v) for k, v in weights.items()} or None,
+    )
+    return hm
 
 
 def trial_hyperparameters(run_dir: str | os.PathLike, trial_id: str):

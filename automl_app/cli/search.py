@@ -99,6 +99,7 @@ def build_config(kind: str, opts: dict[str, Any]) -> Any:
         quiet=opts.get("quiet", False),
         task=kind,
         mlflow=opts.get("mlflow"),
+        storage=opts.get("storage"),
         fail_below=opts.get("fail_below"),
         engine=engine,
         autokeras=AutoKerasConfig(

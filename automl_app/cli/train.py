@@ -161,6 +161,7 @@ def build_train_config(model: str, opts: dict[str, Any]) -> Any:
         verbose=opts.get("verbose", False),
         quiet=opts.get("quiet", False),
         mlflow=opts.get("mlflow"),
+        storage=opts.get("storage"),
         fail_below=opts.get("fail_below"),
         scan_cache=opts.get("scan_cache"),
         early_stopping=opts.get("early_stopping"),

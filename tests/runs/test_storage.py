@@ -150,3 +150,27 @@ def test_a_real_search_writes_the_same_trials_to_sqlite(tmp_path, data_dir):
     runs.save_rows(run, runs.load_rows(run))  # what --resume does first: nothing duplicated
     assert len(same_trials(run, url, "digits-storage")) == 2
     assert json.loads((run / runs.MANIFEST).read_text())["config"]["storage"] == url
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["search", "image", "--max-trials", "1"],
+        ["search", "structured", "--csv", "x.csv", "--target", "y"],
+        ["train-scratch", "mobilenetv2"],
+    ],
+)
+def test_the_cli_refuses_a_bad_storage_before_data_loads(tmp_path, argv):
+    """Every command with --storage (KerasTuner, AutoKeras, train-scratch) checks it first."""
+    from click.testing import CliRunner
+
+    from automl_app.cli import cli
+
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli, [*argv, "--storage", "redis://host/0", "--run-dir", str(run_dir)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--storage" in result.output and "redis://host/0" in result.output
+    assert "Traceback" not in result.output
+    assert not run_dir.exists()

@@ -428,3 +428,16 @@ def _at_shape(x: Any, shape: tuple) -> Any:
         y = t.image.grayscale_to_rgb(y)
     y = stages.resize_with_pad(y, int(shape[0]))
     return np.clip(np.rint(y.numpy()), 0, 255).astype(np.uint8)
+
+
+def predict(
+    run: str | Path, inputs: Any, *, say_err: Say | None = None, **options: Any
+) -> dict[str, Any]:
+    """`automl predict RUN INPUT...`: RUN's exported SavedModel on new images or table rows,
+    rows to `out` (default stdout); options as analysis.predict.predict takes them (out, fmt,
+    top_k, batch_size, progress). Skipped files and ignored columns go to `say_err`."""
+    from automl_app.analysis import predict as predict_mod
+
+    if say_err is not None:
+        options["note"] = say_err
+    return predict_mod.predict(run, list(inputs), **options)

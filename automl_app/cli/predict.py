@@ -15,6 +15,8 @@ import click
 from automl_app.cli import options as o
 from automl_app.cli.common import handles_errors
 
+_CLEAR = "\r\x1b[K"  # a line printed under the bar starts at column 0 of a cleared line
+
 
 class _Bar:
     """A click progress bar on stderr, made on the first update (the total is known then)."""
@@ -79,13 +81,14 @@ def predict_cmd(
     from automl_app.tf_env import set_verbose
 
     set_verbose(verbose)
-    from automl_app.analysis import predict
+    from automl_app import workflows
 
     bar = _Bar() if sys.stderr.isatty() else None
     try:
-        predict.predict(
+        workflows.predict(
             run, inputs, out=out, fmt=fmt, top_k=top_k, batch_size=batch_size,
-            note=lambda line: click.echo(line, err=True), progress=bar,
+            say_err=lambda line: click.echo(_CLEAR * (bar is not None) + line, err=True),
+            progress=bar,
         )  # fmt: skip
     except BrokenPipeError:  # `automl predict … | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -31,7 +31,7 @@ from automl_app.errors import DataError, UsageError
 Say = Callable[[str], None]
 Progress = Callable[[int, int], None]  # (inputs done, inputs in all)
 FORMATS = ("csv", "jsonl")
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 DEFAULT_BATCH_SIZE = 64
 DECODE_WORKERS = 4
 

@@ -153,3 +153,22 @@ def test_selected_and_export_dirs(matrix_data: Built, tmp_path) -> None:
         want = np.asarray([np.asarray(model.serve(P.decode_file(f)[0][None]))[0] for f in photos])
         got = [[float(r[c]) for c in ("blue", "green", "red")] for r in rows]
         np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ak-image", "scratch-folder"])
+def test_any_size_image_runs(matrix_data: Built, kind: str) -> None:
+    """AutoKeras and train-scratch folder runs: every size and mode of the session's folder
+    (odd files included: 20x4000, 16-bit, CMYK, 1x1), one row each, as `serve` gives per image;
+    the bad files are named with the scan's reasons."""
+    run = build_run(matrix_data, kind)
+    photos = matrix_data.photos
+    files = [*photos["good"][::3], *photos["odd"], *sorted(photos["bad"])]
+    rows, notes = _run_predict(run, files, batch_size=8)
+    assert [r["input"] for r in rows] == [*photos["good"][::3], *photos["odd"]]
+    assert notes == [f"skipped: {p}: {photos['bad'][p]}" for p in sorted(photos["bad"])]
+    model = _serve(run)
+    for row in rows[:: max(1, len(rows) // 6)]:
+        want = np.asarray(model.serve(P.decode_file(row["input"])[0][None]))[0]
+        got = [float(row[c]) for c in ("blue", "green", "red")]
+        np.testing.assert_allclose(got, want, atol=2e-6)

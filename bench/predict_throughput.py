@@ -52,8 +52,9 @@ def direct(p: P.Predictor, files: list[str], batch_size: int) -> tuple[float, fl
     """(decode seconds, serve seconds): decode every file, then serve the decoded tensors."""
     t = tf()
     start = time.perf_counter()
-    decoded = [P.decode_file(f)[0] for f in files]
-    decoded = [P._to_channels(x, p.fixed[2]) if p.fixed else x for x in decoded if x is not None]
+    channels = p.fixed[2] if p.fixed else 3
+    decoded = [P.decode_file(f, channels=channels)[0] for f in files]
+    decoded = [x for x in decoded if x is not None]
     decode_s = time.perf_counter() - start
     groups: dict[tuple, list[np.ndarray]] = {}
     for x in decoded:

@@ -33,7 +33,7 @@ Progress = Callable[[int, int], None]  # (inputs done, inputs in all)
 FORMATS = ("csv", "jsonl")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 DEFAULT_BATCH_SIZE = 64
-DECODE_WORKERS = 4
+DECODE_WORKERS = max(1, min(4, (os.cpu_count() or 2) // 2))  # threads decoding ahead of serve
 
 
 @dataclass
@@ -205,10 +205,15 @@ def table_file(inputs: Sequence[str | os.PathLike], kind: str) -> Path:
 # ----------------------------------------------------------------------------------- images
 
 
-def decode_file(path: str) -> tuple[np.ndarray | None, str | None]:
-    """(uint8 [H,W,3], None) or (None, the scan's reason): the scan's header check (it rejects
-    decompression bombs and animated WebP before TensorFlow sees them), then the training
-    decoder."""
+Header = tuple[Any, Any, Any, Any]  # scan._header's (format, width, height, reason)
+
+
+def decode_file(
+    path: str, header: Header | None = None, channels: int = 3
+) -> tuple[np.ndarray | None, str | None]:
+    """(uint8 [H,W,channels], None) or (None, the scan's reason): the scan's header check (it
+    rejects decompression bombs and animated WebP before TensorFlow sees them; `header` when
+    check_sizes already made it), then the training decoder."""
     from automl_app.data import scan, stages
     from automl_app.tf_env import tf
 
@@ -219,11 +224,11 @@ def decode_file(path: str) -> tuple[np.ndarray | None, str | None]:
         return None, f"unreadable ({exc.strerror or exc})"
     if not data:
         return None, "empty"
-    fmt, _, _, reason = scan._header(data, scan.DEFAULT_MAX_PIXELS)
+    fmt, _, _, reason = header or scan._header(data, scan.DEFAULT_MAX_PIXELS)
     if reason:
         return None, reason
     try:
-        return stages.decode(tf().constant(data)).numpy(), None
+        return _to_channels(stages.decode(tf().constant(data)).numpy(), channels), None
     except Exception as exc:  # tf.errors.InvalidArgumentError and friends
         detail = scan._clean_tf_message(str(getattr(exc, "message", exc)))
         return None, scan.decoder_reason(detail, data, fmt)
@@ -239,17 +244,24 @@ def _to_channels(img: np.ndarray, channels: int) -> np.ndarray:
     return np.clip(np.rint(gray), 0, 255).astype(np.uint8)[..., None]
 
 
-def check_sizes(files: Sequence[str], fixed: tuple[int, int, int]) -> None:
+def check_sizes(files: Sequence[str], fixed: tuple[int, int, int]) -> dict[str, Header]:
     """A fixed-size model refuses other sizes up front (its serve reshapes, never resizes):
-    a UsageError naming the first file of another size and the size expected."""
-    from PIL import Image
+    a UsageError naming the first file of another size and the size expected. Returns the
+    scan's header of each file that has one, so decode_file does not read it again."""
+    from automl_app.data import scan
 
     h, w, c = fixed
+    headers: dict[str, Header] = {}
     for path in files:
         try:
-            with Image.open(path) as img:
-                width, height = img.size
-        except Exception:  # decode_file names it later, with the scan's reason
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError:  # decode_file names it later
+            continue
+        if not data:
+            continue
+        headers[path] = fmt, width, height, reason = scan._header(data, scan.DEFAULT_MAX_PIXELS)
+        if reason or fmt is None:  # decode_file names it later, with the scan's reason
             continue
         if (height, width) != (h, w):
             raise UsageError(
@@ -257,6 +269,7 @@ def check_sizes(files: Sequence[str], fixed: tuple[int, int, int]) -> None:
                 f"({'grayscale' if c == 1 else 'RGB'}, uint8 0..255) and does not resize: "
                 f"resize them to {w}x{h} first"
             )
+    return headers
 
 
 def predict_images(
@@ -273,19 +286,23 @@ def predict_images(
     from automl_app.tf_env import tf
 
     t = tf()
-    if p.fixed is not None:
-        check_sizes(files, p.fixed)
+    headers = check_sizes(files, p.fixed) if p.fixed is not None else {}
+    channels = p.fixed[2] if p.fixed is not None else 3
+
+    def load(path: str) -> tuple[np.ndarray | None, str | None]:
+        return decode_file(path, headers.get(path), channels)
+
     chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
     done = 0
     with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
-        pending = [pool.submit(decode_file, f) for f in chunks[0]] if chunks else []
+        pending = [pool.submit(load, f) for f in chunks[0]] if chunks else []
         for k, chunk in enumerate(chunks):
             # Chunk k+1 decodes while chunk k is served; both inside the decoder-noise filter,
             # which is left (and every decode finished) before lines go to stderr or rows out.
             with stages.quiet_decoder_warnings():
                 decoded = [f.result() for f in pending]
                 nxt = chunks[k + 1] if k + 1 < len(chunks) else []
-                pending = [pool.submit(decode_file, f) for f in nxt]
+                pending = [pool.submit(load, f) for f in nxt]
                 outs = _serve_chunk(p, t, decoded)
                 for f in pending:
                     f.exception()  # wait, without raising: decode_file returns its failures
@@ -306,9 +323,6 @@ def _serve_chunk(p: Predictor, t: Any, decoded: list) -> dict[int, np.ndarray]:
     for i, (img, _) in enumerate(decoded):
         if img is None:
             continue
-        if p.fixed is not None:
-            img = _to_channels(img, p.fixed[2])
-            decoded[i] = (img, None)
         groups.setdefault(img.shape, []).append(i)
     outs: dict[int, np.ndarray] = {}
     for idx in groups.values():

@@ -79,8 +79,6 @@ def resolve(run: str | os.PathLike) -> tuple[Path, dict | None, list[str] | None
     if not card_path.is_file():  # export/: saved_model.model_card.json beside saved_model/
         card_path = sm.parent / f"{sm.name}.model_card.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    if manifest is None and (sm.parent.parent / runs.MANIFEST).is_file():
-        manifest = runs.load_manifest(sm.parent.parent)
     return sm, manifest, labels, card
 
 
@@ -131,8 +129,9 @@ def load(run: str | os.PathLike) -> Predictor:
         names = list(inputs.get("columns") or [])
         p.column_types = dict(inputs.get("column_types") or mdata.get("column_types") or {})
         by_name = {_sanitize(c): c for c in names}
-        for name in spec:
-            p.columns[name] = by_name.get(name, by_name.get(name[2:], name))
+        order = {c: i for i, c in enumerate(names)}  # the table's order, not the signature's
+        found = {n: by_name.get(n, by_name.get(n[2:], n)) for n in spec}
+        p.columns = dict(sorted(found.items(), key=lambda kv: order.get(kv[1], len(order))))
     else:
         p.text_column = mdata.get("text_column") or mcfg.get("text_column")
     return p

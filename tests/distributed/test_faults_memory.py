@@ -80,6 +80,7 @@ def build(hp):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_trial_whose_worker_is_oom_killed_runs_twice_then_is_recorded_failed(tmp_path):
     from automl_app.distributed import chief, liveness
 

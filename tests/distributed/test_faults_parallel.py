@@ -23,7 +23,7 @@ import pytest
 
 from automl_app.distributed import liveness, workers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 SEARCH = ["search", "image", "--space", "fcn", "--set", "num_layers=2", "--set", "layer_size=32",
           "--max-samples", "200", "--epochs", "1", "--seed", "0", "--tuner", "random"]  # fmt: skip

@@ -25,7 +25,7 @@ from support.runs import trial_result_id
 
 from automl_app.distributed import liveness
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 HOST1, HOST2, PORT = "10.213.0.1", "10.213.0.2", 8470
 SEARCH = ["search", "image", "--space", "fcn", "--set", "num_layers=2", "--set", "layer_size=32",

@@ -82,10 +82,13 @@ def assigned(run: Path) -> Counter:
 
 
 def in_flight(run: Path) -> dict[str, dict[str, Any]]:
-    """Trial id -> its latest `assign`, for trials handed out and not yet ended, lost or failed."""
+    """Trial id -> its latest `assign`, for trials the current chief handed out and that have not
+    ended, been lost or failed yet."""
     held: dict[str, dict[str, Any]] = {}
     for e in events(run):
-        if e["event"] == "assign":
+        if e["event"] == "serve":  # a new chief (--resume): what the killed one held is void
+            held = {}
+        elif e["event"] == "assign":
             held[e["trial_id"]] = e
         elif e["event"] in ("end", "lost", "given_up") and e.get("trial_id") in held:
             del held[e["trial_id"]]
@@ -160,6 +163,8 @@ class Chaos:
     started: float = 0.0
     ended: float = 0.0
     restored_at: float = 0.0  # when the cut link came back up
+    resumed_at: float = 0.0  # when `--resume` was started
+    resumed_wall: float = 0.0  # how long the resumed command ran
 
     @property
     def wall(self) -> float:
@@ -235,8 +240,9 @@ def chaos(
 ) -> Chaos:  # fmt: skip
     """One search over two hosts (two local workers, two on host 2), and, when `faults`: a random
     worker SIGKILLed, another SIGSTOPped past LIMIT_S, the link cut until host 2's workers gave up
-    and restored, the chief SIGKILLed and the search resumed with
-    `--resume` (a new host-2 worker joins it). Every fault waits for an observable event."""
+    and restored, the chief SIGKILLed and the search resumed with `--resume` (two new host-2
+    workers join it). With a `budget` the chief's fault comes first, so the worker faults hit the
+    resumed command (its own deadline). Every fault waits for an observable event."""
     rng = random.Random(seed)
     argv = [*SEARCH, "--max-trials", str(max_trials), "--workers", "2", "--oracle-bind", HOST1,
             "--oracle-port", str(port), "--run-dir", str(run)]  # fmt: skip
@@ -251,7 +257,7 @@ def chaos(
         s.add_remote()
         s.add_remote()
         if faults:
-            _inject(s, out, rng)
+            _inject(s, out, rng, chief_first=budget is not None)
         else:
             text, _ = main.communicate(timeout=600)
             out.outputs.append(text)
@@ -270,35 +276,64 @@ def chaos(
     return out
 
 
-def _inject(s: _Search, out: Chaos, rng: random.Random) -> None:
-    run, main = s.run, s.main
+def _inject(s: _Search, out: Chaos, rng: random.Random, chief_first: bool) -> None:
+    """The four faults: the chief's last (the search resumes to its end), or first (the faults
+    on workers then hit the resumed command, the one a time budget is measured on)."""
     local = ["tuner0", "tuner1"]  # the launcher's workers on host 1
     rng.shuffle(local)
-    # 1. SIGKILL a random local worker while it holds a trial (the launcher starts it again).
-    ev = wait_for(f"a trial on {local[0]}", lambda: s.holding([local[0]]), main)
-    victim = role(run, local[0])
+    if chief_first:
+        wait_for("a completed trial", lambda: rows(s.run), s.main)
+        _kill_chief_and_resume(s, out)
+    _kill_worker(s, out, local[0])
+    hung = _stop_worker(s, out, local[1])
+    _cut_link(s, out, hung, local[1])
+    if not chief_first:
+        _kill_chief_and_resume(s, out)
+    text, _ = s.main.communicate(timeout=900)
+    out.outputs.append(text)
+    out.codes.append(s.main.returncode)
+    out.resumed_rc = s.main.returncode
+    out.resumed_wall = time.time() - out.resumed_at
+
+
+def _kill_worker(s: _Search, out: Chaos, tuner: str) -> None:
+    """SIGKILL a local worker while it holds a trial (the launcher starts it again)."""
+    ev = wait_for(f"a trial on {tuner}", lambda: s.holding([tuner]), s.main)
+    victim = role(s.run, tuner)
     out.hit_pids.add(victim.pid)
     victim.kill()
-    out.faults.append(f"SIGKILL worker {local[0]} (trial {ev['trial_id']})")
-    # 2. SIGSTOP the other local worker holding a trial, until the chief declares it lost.
-    ev = wait_for(f"a trial on {local[1]}", lambda: s.holding([local[1]]), main)
-    hung = role(run, local[1])
+    out.faults.append(f"SIGKILL worker {tuner} (trial {ev['trial_id']})")
+
+
+def _stop_worker(s: _Search, out: Chaos, tuner: str) -> psutil.Process:
+    """SIGSTOP a local worker while it holds a trial (the chief declares it lost later)."""
+    ev = wait_for(f"a trial on {tuner}", lambda: s.holding([tuner]), s.main)
+    hung = role(s.run, tuner)
     out.hit_pids.add(hung.pid)
     hung.suspend()
-    out.faults.append(f"SIGSTOP worker {local[1]} (trial {ev['trial_id']})")
-    # 3. Cut the link while a host-2 worker holds a trial, restore it once both sides gave up.
+    out.faults.append(f"SIGSTOP worker {tuner} (trial {ev['trial_id']})")
+    return hung
+
+
+def _cut_link(s: _Search, out: Chaos, hung: psutil.Process, hung_tuner: str) -> None:
+    """Cut the link while a host-2 worker holds a trial; restore it once the chief declared the
+    stopped worker lost and every host-2 worker gave up on the chief (LIMIT_S each)."""
     remote_ids = [f"remote{i}" for i in range(1, s.n_remote + 1)]
-    ev = wait_for("a trial on host 2", lambda: s.holding(remote_ids), main)
+    ev = wait_for("a trial on host 2", lambda: s.holding(remote_ids), s.main)
     cut_off = s.alive_remote()
     out.hit_pids.update(p.pid for p in cut_off)  # `ip netns exec` execs: the worker's own pid
     s.hosts.cut()
     out.faults.append(f"link cut ({len(cut_off)} host-2 workers, trial {ev['trial_id']} there)")
-    lost_stop = wait_for(
-        f"the chief declaring {local[1]} lost",
-        lambda: [e for e in events(run) if e["event"] == "lost" and e["tuner_id"] == local[1]],
-        main,
+    lost = wait_for(
+        f"the chief declaring {hung_tuner} lost",
+        lambda: [
+            e
+            for e in events(s.run)
+            if e["event"] == "lost" and e["tuner_id"] == hung_tuner and e["t"] > out.resumed_at
+        ],
+        s.main,
     )
-    assert lost_stop[0]["silent_s"] >= LIMIT_S
+    assert lost[0]["silent_s"] >= LIMIT_S
     with contextlib.suppress(psutil.NoSuchProcess):
         hung.kill()  # the launcher already started a new tuner; this one must not wake up
     for p in cut_off:  # each gives up after LIMIT_S of silence
@@ -307,23 +342,33 @@ def _inject(s: _Search, out: Chaos, rng: random.Random) -> None:
     s.hosts.restore()
     out.faults[-1] += " and restored"
     out.restored_at = time.time()
-    # 4. SIGKILL the chief while a trial is in flight, then resume (a new host-2 worker joins it
-    # over the restored link).
-    wait_for("a trial in flight", lambda: in_flight(run), main)
-    chief = role(run, "chief")
-    out.hit_pids.update(worker_pids(run))  # whatever each one holds now, or is handed next
-    chief.kill()
-    out.faults.append(f"SIGKILL chief ({len(in_flight(run))} trial(s) in flight)")
-    text, _ = main.communicate(timeout=EVENT_WAIT_S)
-    out.outputs.append(text)
-    out.codes.append(main.returncode)
-    for p in s.alive_remote():  # the worker left behind gives up on its chief
-        p.wait(timeout=EVENT_WAIT_S)
-    resumed = s.start("--resume")
-    wait_for("the resumed chief", lambda: len([e for e in events(run) if e["event"] == "serve"]) == 2,
-             resumed)  # fmt: skip
+    if out.resumed_at == 0.0:  # the chief's fault comes next: host 2 rejoins the resumed search
+        return
     s.add_remote()
-    text, _ = resumed.communicate(timeout=900)
+    rejoined = f"remote{s.n_remote}"
+    wait_for(f"{rejoined} running a trial", lambda: s.holding([rejoined]), s.main)
+
+
+def _kill_chief_and_resume(s: _Search, out: Chaos) -> None:
+    """SIGKILL the chief while a trial is in flight; once its launcher and host 2's workers have
+    ended, `--resume` the same command and start two host-2 workers for it."""
+    wait_for("a trial in flight", lambda: in_flight(s.run), s.main)
+    chief = role(s.run, "chief")
+    out.hit_pids.update(worker_pids(s.run))  # whatever each one holds now, or is handed next
+    chief.kill()
+    out.faults.append(f"SIGKILL chief ({len(in_flight(s.run))} trial(s) in flight)")
+    text, _ = s.main.communicate(timeout=EVENT_WAIT_S)
     out.outputs.append(text)
-    out.codes.append(resumed.returncode)
-    out.resumed_rc = resumed.returncode
+    out.codes.append(s.main.returncode)
+    for p in s.alive_remote():  # the workers left behind give up on their chief
+        p.wait(timeout=EVENT_WAIT_S)
+    serves = len([e for e in events(s.run) if e["event"] == "serve"])
+    out.resumed_at = time.time()
+    resumed = s.start("--resume")
+    wait_for(
+        "the resumed chief",
+        lambda: len([e for e in events(s.run) if e["event"] == "serve"]) > serves,
+        resumed,
+    )
+    s.add_remote()
+    s.add_remote()

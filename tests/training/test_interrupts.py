@@ -82,6 +82,7 @@ def test_ctrl_c_inside_a_keras_loop_waits_for_the_next_batch(handler):
     assert handler == []
 
 
+@pytest.mark.timing
 def test_a_deferred_ctrl_c_no_batch_honours_is_raised_after_the_grace(handler, monkeypatch):
     monkeypatch.setattr(interrupts, "GRACE_S", 0.2)
 
@@ -111,6 +112,7 @@ def test_keras_callback_carries_the_marker():
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_first_ctrl_c_during_a_search_prints_one_line_no_traceback(tmp_path):
     """A real `automl search image` subprocess, SIGINT once while it trains."""
     run_dir = tmp_path / "run"

@@ -68,6 +68,7 @@ def test_budget_module_stays_light():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.timing
 def test_deadline():
     d = Deadline.after("2s")
     assert 1.5 < d.remaining() <= 2 and not d.expired() and d.seconds == 2
@@ -130,6 +131,7 @@ def _tuner(oracle, tmp_path, name, model=None):
 
 
 @pytest.mark.parametrize("kind", ["random", "grid", "bayesian", "tpe"])
+@pytest.mark.timing
 def test_time_budget_stops_the_search(tmp_path, kind):
     oracle = _oracle(kind, max_trials=200)
     oracle.deadline = deadline = Deadline.after(1.5)
@@ -146,6 +148,7 @@ def test_time_budget_stops_the_search(tmp_path, kind):
     assert summary["completed"] == len(oracle.trials)
 
 
+@pytest.mark.timing
 def test_deadline_callback_stops_the_running_trial(tmp_path):
     oracle = _oracle("random", max_trials=5)
     oracle.deadline = deadline = Deadline.after(0.5)
@@ -200,6 +203,7 @@ def test_attach_budget_to_hyperband_tuner(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_budget_with_real_training(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 4)).astype("float32")

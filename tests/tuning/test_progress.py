@@ -134,6 +134,7 @@ def search(tmp_path, *extra: str):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_search_prints_epoch_lines_and_between_trials(tmp_path):
     out = search(tmp_path)
     epoch_lines = [ln for ln in out.splitlines() if re.search(r"trial \S+ epoch \d/2: .*ETA", ln)]
@@ -144,6 +145,7 @@ def test_search_prints_epoch_lines_and_between_trials(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_quiet_search_prints_only_the_summary(tmp_path):
     out = search(tmp_path, "--quiet", "--time-budget", "10m")
     assert "ETA" not in out and "best so far" not in out, out

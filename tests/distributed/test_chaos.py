@@ -38,7 +38,7 @@ def _check(result, run, n_trials: int | None) -> dict:
     assert done and {r["status"] for r in done.values()} == {"completed"}, done
     handed = assigned(run)
     assert set(handed) == set(done)  # no trial handed out and never ended
-    assert result.host2_after_restore(), "host 2 ran no trial once the link was back"
+    assert result.host2_after_restore(), "no host-2 worker reached a chief once the link was back"
     assert not result.unexplained_reruns(), result.unexplained_reruns()
     reruns = result.reruns()
     assert reruns <= len(result.hit_pids)  # at most one per worker a fault hit

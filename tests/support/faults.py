@@ -95,6 +95,17 @@ def in_flight(run: Path) -> dict[str, dict[str, Any]]:
     return held
 
 
+def joined(run: Path) -> set[str]:
+    """Tuner ids that have reached the current chief (`join` events since its `serve`)."""
+    ids: set[str] = set()
+    for e in events(run):
+        if e["event"] == "serve":
+            ids = set()
+        elif e["event"] == "join":
+            ids.add(e["tuner_id"])
+    return ids
+
+
 def rows(run: Path) -> dict[str, dict[str, Any]]:
     path = run / "trials.jsonl"
     lines = path.read_text().splitlines() if path.exists() else []
@@ -187,11 +198,11 @@ class Chaos:
         return [e for e in earlier if pid_of(e) not in self.hit_pids or per_pid[pid_of(e)] > 1]
 
     def host2_after_restore(self) -> list[str]:
-        """Trials handed to host 2 (HOST2) after the link came back up."""
+        """Host-2 workers (HOST2) that reached a chief after the link came back up."""
         return [
-            e["trial_id"]
+            e["tuner_id"]
             for e in events(self.run)
-            if e["event"] == "assign"
+            if e["event"] == "join"
             and f":{HOST2}:" in e.get("peer", "")
             and e["t"] > self.restored_at
         ]
@@ -241,7 +252,7 @@ def chaos(
     """One search over two hosts (two local workers, two on host 2), and, when `faults`: a random
     worker SIGKILLed, another SIGSTOPped past LIMIT_S, the link cut until host 2's workers gave up
     and restored, the chief SIGKILLed and the search resumed with `--resume` (two new host-2
-    workers join it). With a `budget` the chief's fault comes first, so the worker faults hit the
+    workers, started first, join it). With a `budget` the chief's fault comes first, so the worker faults hit the
     resumed command (its own deadline). Every fault waits for an observable event."""
     rng = random.Random(seed)
     argv = [*SEARCH, "--max-trials", str(max_trials), "--workers", "2", "--oracle-bind", HOST1,
@@ -299,7 +310,7 @@ def _inject(s: _Search, out: Chaos, rng: random.Random, chief_first: bool) -> No
 def _kill_worker(s: _Search, out: Chaos, tuner: str) -> None:
     """SIGKILL a local worker while it holds a trial (the launcher starts it again)."""
     ev = wait_for(f"a trial on {tuner}", lambda: s.holding([tuner]), s.main)
-    victim = role(s.run, tuner)
+    victim = psutil.Process(pid_of(ev))  # the very process the chief handed the trial to
     out.hit_pids.add(victim.pid)
     victim.kill()
     out.faults.append(f"SIGKILL worker {tuner} (trial {ev['trial_id']})")
@@ -308,7 +319,7 @@ def _kill_worker(s: _Search, out: Chaos, tuner: str) -> None:
 def _stop_worker(s: _Search, out: Chaos, tuner: str) -> psutil.Process:
     """SIGSTOP a local worker while it holds a trial (the chief declares it lost later)."""
     ev = wait_for(f"a trial on {tuner}", lambda: s.holding([tuner]), s.main)
-    hung = role(s.run, tuner)
+    hung = psutil.Process(pid_of(ev))
     out.hit_pids.add(hung.pid)
     hung.suspend()
     out.faults.append(f"SIGSTOP worker {tuner} (trial {ev['trial_id']})")
@@ -319,6 +330,9 @@ def _cut_link(s: _Search, out: Chaos, hung: psutil.Process, hung_tuner: str) -> 
     """Cut the link while a host-2 worker holds a trial; restore it once the chief declared the
     stopped worker lost and every host-2 worker gave up on the chief (LIMIT_S each)."""
     remote_ids = [f"remote{i}" for i in range(1, s.n_remote + 1)]
+    alive = [f"remote{s.remote.index(p) + 1}" for p in s.alive_remote()]
+    # A worker that never reached the chief waits START_LIMIT_S, not LIMIT_S: cut after all did.
+    wait_for("host 2's workers joining", lambda: set(alive) <= joined(s.run), s.main)
     ev = wait_for("a trial on host 2", lambda: s.holding(remote_ids), s.main)
     cut_off = s.alive_remote()
     out.hit_pids.update(p.pid for p in cut_off)  # `ip netns exec` execs: the worker's own pid
@@ -346,12 +360,16 @@ def _cut_link(s: _Search, out: Chaos, hung: psutil.Process, hung_tuner: str) -> 
         return
     s.add_remote()
     rejoined = f"remote{s.n_remote}"
-    wait_for(f"{rejoined} running a trial", lambda: s.holding([rejoined]), s.main)
+    wait_for(
+        f"{rejoined} joining over the restored link", lambda: rejoined in joined(s.run), s.main
+    )
 
 
 def _kill_chief_and_resume(s: _Search, out: Chaos) -> None:
     """SIGKILL the chief while a trial is in flight; once its launcher and host 2's workers have
     ended, `--resume` the same command and start two host-2 workers for it."""
+    alive = [f"remote{s.remote.index(p) + 1}" for p in s.alive_remote()]
+    wait_for("host 2's workers joining", lambda: set(alive) <= joined(s.run), s.main)
     wait_for("a trial in flight", lambda: in_flight(s.run), s.main)
     chief = role(s.run, "chief")
     out.hit_pids.update(worker_pids(s.run))  # whatever each one holds now, or is handed next
@@ -362,13 +380,15 @@ def _kill_chief_and_resume(s: _Search, out: Chaos) -> None:
     out.codes.append(s.main.returncode)
     for p in s.alive_remote():  # the workers left behind give up on their chief
         p.wait(timeout=EVENT_WAIT_S)
+    # Host 2's new workers first (as an operator would): they import TensorFlow meanwhile and
+    # wait up to START_LIMIT_S for the resumed chief, so they join it at once.
+    s.add_remote()
+    s.add_remote()
     serves = len([e for e in events(s.run) if e["event"] == "serve"])
     out.resumed_at = time.time()
     resumed = s.start("--resume")
-    wait_for(
+    wait_for(  # until then, what the killed chief handed out would look in flight
         "the resumed chief",
         lambda: len([e for e in events(s.run) if e["event"] == "serve"]) > serves,
         resumed,
     )
-    s.add_remote()
-    s.add_remote()

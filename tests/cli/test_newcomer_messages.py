@@ -64,11 +64,11 @@ def test_overwrite_refuses_a_home_directory(tmp_path, monkeypatch):
             "--time-budget out and set --max-trials)",
         ),
         (
-            ["--objective", "val_auc"],
-            "--objective must be one of val_accuracy, val_loss, accuracy, loss (what a --space "
-            "model records; AUC and F1 objectives are not supported yet). Received: 'val_auc'",
+            ["--objective", "val_top5"],
+            "--objective must be one of val_accuracy, val_loss, val_auc, val_macro_f1, accuracy, "
+            "loss, auc, macro_f1 (what a --space model records). Received: 'val_top5'",
         ),
-        (["--objective", "val_macro_f1", "--direction", "max"], "Received: 'val_macro_f1'"),
+        (["--objective", "val_precision", "--direction", "max"], "Received: 'val_precision'"),
     ],
 )  # fmt: skip
 def test_refused_before_any_data_loads_or_directory_is_written(tmp_path, args, line):
@@ -80,7 +80,9 @@ def test_refused_before_any_data_loads_or_directory_is_written(tmp_path, args, l
     assert time.perf_counter() - t0 < 20  # no trial trained (one took a minute before)
 
 
-@pytest.mark.parametrize("objective", ["val_accuracy", "val_loss", "accuracy", "loss"])
+@pytest.mark.parametrize(
+    "objective", ["val_accuracy", "val_loss", "val_auc", "val_macro_f1", "accuracy", "loss"]
+)
 def test_the_objectives_a_space_model_records_are_accepted(objective):
     from automl_app.config import SearchConfig, TunerConfig, validate_search
 
@@ -91,7 +93,7 @@ def test_a_hypermodel_may_rank_by_its_own_metric():
     from automl_app.config import SearchConfig, SpaceConfig, TunerConfig, validate_search
 
     hyper = SpaceConfig(hypermodel="mine.py:build")
-    validate_search(SearchConfig(space=hyper, tuner=TunerConfig(objective="val_auc")))
+    validate_search(SearchConfig(space=hyper, tuner=TunerConfig(objective="val_top5")))
 
 
 def test_a_budget_with_several_workers_is_not_the_schedule():

@@ -22,6 +22,12 @@ from automl_app.cli.train import scan_images_cmd, train_scratch_cmd
 @click.version_option(__version__, "--version", prog_name="automl")
 def cli() -> None:
     """Keras-native AutoML: search a model for your data, train baselines, export for serving."""
+    import time
+
+    from automl_app.tuning.budget import mark_command_start
+
+    mark_command_start(time.time())  # --time-budget counts from here, not from TF's import
+    click.get_current_context().call_on_close(mark_command_start)
 
 
 cli.add_command(search_group)

@@ -214,12 +214,14 @@ def shared_deadline(cfg: SearchConfig, manifest: dict[str, Any]):
 
     The launching command writes its deadline (wall-clock) into run.json, so the chief, every
     worker, a restarted worker and `automl worker` on another host all stop at the same instant
-    instead of each counting the budget from its own start (budget.Deadline.from_record); an
-    older run.json without one counts from now.
+    instead of each counting the budget from its own start (budget.Deadline.from_record). Its
+    `trials_deadline` (the budget less the evaluation and export reserve) comes first; an older
+    run.json without either counts from now.
     """
     from automl_app.tuning import budget
 
     if not cfg.tuner.time_budget:
         return None
-    stored = budget.Deadline.from_record(manifest.get("deadline"))
+    record = manifest.get("trials_deadline") or manifest.get("deadline")
+    stored = budget.Deadline.from_record(record)
     return stored or budget.Deadline.after(cfg.tuner.time_budget)

@@ -33,6 +33,7 @@ __all__ = [
     "attach_budget",
     "deadline_callback",
     "ended_stop_reason",
+    "mark_command_start",
     "parse_duration",
     "stop_summary",
     "with_budget",
@@ -76,6 +77,17 @@ def parse_duration(text: str | int | float) -> float:
     return seconds
 
 
+_COMMAND_START: float | None = None
+
+
+def mark_command_start(start: float | None = None) -> None:
+    """Note when this command began (the CLI's root group calls it on every invocation, and
+    clears it with None when the command ends, so a later in-process call counts from its own
+    start)."""
+    global _COMMAND_START
+    _COMMAND_START = start
+
+
 @dataclass(frozen=True)
 class Deadline:
     """A wall-clock instant (time.time()) after which no trial should run."""
@@ -88,6 +100,15 @@ class Deadline:
         """The deadline `seconds` (or a duration string) from now."""
         secs = parse_duration(seconds)
         return cls(at=time.time() + secs, seconds=secs)
+
+    @classmethod
+    def after_command_start(cls, seconds: float | str) -> Deadline:
+        """The deadline `seconds` after the command began (`mark_command_start`, which the CLI
+        calls before anything heavy is imported), or from now where nothing marked it: the
+        budget then covers importing TensorFlow and loading the data, as the user's clock does."""
+        secs = parse_duration(seconds)
+        start = _COMMAND_START if _COMMAND_START is not None else time.time()
+        return cls(at=start + secs, seconds=secs)
 
     @classmethod
     def from_record(cls, record: Any) -> Deadline | None:

@@ -73,11 +73,6 @@ def test_faults_in_a_row_lose_no_trial_and_leave_nothing(tmp_path, budget):
         deadline = json.loads((run / "run.json").read_text())["deadline"]
         assert deadline["seconds"] == BUDGET_S  # the resumed command's own budget
         print(f"resumed command with --time-budget {budget}: {result.resumed_wall:.1f} s")
-        if result.resumed_wall > 1.05 * BUDGET_S:
-            # Everything else above held; this bound does not yet (the integrator was told): a
-            # parallel search runs trials up to the deadline itself, keeping no reserve for the
-            # evaluation, export and report that follow.
-            pytest.xfail(
-                f"the resumed command took {result.resumed_wall:.1f} s for a {BUDGET_S} s budget "
-                f"(> {1.05 * BUDGET_S:.1f} s): parallel --time-budget keeps no export reserve"
-            )
+        # The trials end at run.json's trials_deadline (the budget less the reserve for the
+        # evaluation and export that follow), so the whole command keeps to its budget.
+        assert result.resumed_wall <= 1.05 * BUDGET_S, result.outputs[1][-3000:]

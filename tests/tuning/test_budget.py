@@ -59,6 +59,39 @@ def test_the_schedule_never_says_explore_for_a_negative_time():
     assert "explore for 19" in fresh  # 0.35 of (600 - 48) s
 
 
+def test_a_parallel_search_keeps_its_start_up_time_as_reserve():
+    """Its trials end before the budget by the usual reserve plus what the start-up took (the
+    launching command evaluates and exports after them), at most a quarter of the budget."""
+    from automl_app.engines.kerastuner import schedule
+
+    fresh = schedule.trials_deadline(Deadline(at=time.time() + 600, seconds=600))
+    assert fresh.seconds == pytest.approx(600 - 48, abs=0.1)  # 8 % of 600 s
+    slow_start = schedule.trials_deadline(Deadline(at=time.time() + 80, seconds=90))
+    assert slow_start.seconds == pytest.approx(90 - (12 + 10), abs=0.1)
+    assert slow_start.at == pytest.approx(time.time() + 80 - 22, abs=0.5)
+    capped = schedule.trials_deadline(Deadline(at=time.time() + 40, seconds=90))
+    assert capped.seconds == pytest.approx(90 * (1 - schedule.RESERVE_MAX_SHARE), abs=0.1)
+
+
+def test_the_budget_counts_from_the_commands_start():
+    """The CLI marks its start before TensorFlow is imported; nothing marked: from now."""
+    try:
+        budget.mark_command_start(time.time() - 30)
+        assert Deadline.after_command_start("90s").remaining() == pytest.approx(60, abs=1)
+    finally:
+        budget.mark_command_start(None)
+    assert Deadline.after_command_start("90s").remaining() == pytest.approx(90, abs=1)
+
+
+def test_the_cli_clears_its_start_mark_when_the_command_ends(tmp_path):
+    from click.testing import CliRunner
+
+    from automl_app.cli import cli
+
+    assert CliRunner().invoke(cli, ["runs", str(tmp_path)]).exit_code == 0
+    assert budget._COMMAND_START is None
+
+
 def test_budget_module_stays_light():
     # The CLI validates --time-budget while parsing, before TensorFlow may be imported.
     code = "import sys; from automl_app.tuning import budget; print('keras' in sys.modules)"

@@ -397,7 +397,7 @@ def _fit(automodel, x, y, validation_data, opts: SearchOptions) -> float:
     if opts.time_budget is not None:
         from automl_app.tuning import budget
 
-        deadline = budget.Deadline.after(opts.time_budget)
+        deadline = budget.Deadline.after_command_start(opts.time_budget)
         budget.attach_budget(automodel.tuner.oracle, deadline)
         callbacks.append(budget.deadline_callback(deadline))
     kwargs: dict[str, Any] = {"validation_data": validation_data}

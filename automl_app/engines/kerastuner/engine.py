@@ -46,6 +46,7 @@ def plan_search(cfg: SearchConfig) -> Plan:
 
 def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
     from automl_app.data import source
+    from automl_app.engines.kerastuner import schedule as sched
     from automl_app.tf_env import tf
     from automl_app.tuning import budget
 
@@ -54,7 +55,11 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
         from automl_app.tuning.tuners import load_rows
 
         say(f"{len(load_rows(run_dir))} trials recorded so far")
-    deadline = budget.Deadline.after(cfg.tuner.time_budget) if cfg.tuner.time_budget else None
+    deadline = (
+        budget.Deadline.after_command_start(cfg.tuner.time_budget)
+        if cfg.tuner.time_budget
+        else None
+    )
     data = source.load_image_data(cfg.data, verbose=cfg.verbose)
     for line in source.describe(data):
         say(line)
@@ -63,9 +68,15 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
         record["fingerprint"],
         "same --dataset/--data-dir, --image-size, --seed, --max-samples and --val-fraction",
     )
+    parallel = cfg.tuner.workers > 1 or cfg.tuner.oracle_bind not in ("127.0.0.1", "localhost")
     run.update(
         data=record,
-        deadline=None if deadline is None else {"at": deadline.at, "seconds": deadline.seconds},
+        deadline=None if deadline is None else deadline.record(),
+        # Every role of a parallel search stops its trials here (distributed.parallel reads it),
+        # leaving the reserve to this command's evaluation and export.
+        trials_deadline=None
+        if deadline is None or not parallel
+        else sched.trials_deadline(deadline).record(),
     )
     if cfg.tuner.class_weight != "none":
         weights = class_weights(cfg.tuner.class_weight, data.y_train)
@@ -74,7 +85,6 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
     import keras
 
     keras.utils.set_random_seed(cfg.tuner.seed)
-    parallel = cfg.tuner.workers > 1 or cfg.tuner.oracle_bind not in ("127.0.0.1", "localhost")
     if parallel:
         t0 = time.time()
         launched = run_parallel(cfg, run_dir, say)

@@ -80,12 +80,27 @@ class BudgetSchedule:
         )
 
 
+def reserve_seconds(total: float) -> float:
+    """Seconds of a `total`-second budget kept for what follows the trials (evaluation, export,
+    report): RESERVE_SHARE of it, at least RESERVE_MIN_S, at most RESERVE_MAX_S and a quarter."""
+    return min(max(RESERVE_SHARE * total, RESERVE_MIN_S), RESERVE_MAX_S, RESERVE_MAX_SHARE * total)
+
+
+def trials_deadline(deadline: Deadline) -> Deadline:
+    """When a parallel search's trials must end: the whole budget's deadline less a reserve for
+    what the launching command does after them (reload the tuner, load the best model, evaluate,
+    export). That work is of the kind this command's start-up was (TensorFlow, the data), so the
+    seconds the start-up took are added to the usual reserve: a loaded machine keeps more. At
+    most RESERVE_MAX_SHARE of the budget."""
+    started = deadline.elapsed()
+    reserve = min(reserve_seconds(deadline.seconds) + started, RESERVE_MAX_SHARE * deadline.seconds)
+    return Deadline(at=deadline.at - reserve, seconds=deadline.seconds - reserve)
+
+
 def plan_schedule(deadline: Deadline, n_train: int) -> BudgetSchedule:
     """The phases of a budget that starts now (`deadline` is the whole budget's)."""
     total = max(deadline.remaining(), 0.0)
-    reserve = min(
-        max(RESERVE_SHARE * total, RESERVE_MIN_S), RESERVE_MAX_S, RESERVE_MAX_SHARE * total
-    )
+    reserve = reserve_seconds(total)
     explore_s = EXPLORE_SHARE * (total - reserve)
     subset = max(SUBSET_MIN, int(SUBSET_FRACTION * n_train))
     return BudgetSchedule(

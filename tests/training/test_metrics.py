@@ -116,3 +116,19 @@ def test_configure_hypermodel_and_portable(tmp_path):
     assert "SparseAUC" in saved_config("before.keras")
     portable(model)
     assert "SparseAUC" not in saved_config("model.keras")
+
+
+def test_the_refit_judges_val_auc_and_val_macro_f1_as_the_trials_did():
+    """A --time-budget refit is compared with its best trial under the objective: its val_auc
+    and val_macro_f1 (scikit-learn, on the validation split) agree with the trials' metrics."""
+    from automl_app.engines.kerastuner.schedule import _ranking_metrics
+    from automl_app.training.metrics import SparseAUC, SparseMacroF1
+
+    refit = _ranking_metrics(Y, P)
+    auc, f1 = SparseAUC(3), SparseMacroF1(3)
+    auc.update_state(Y, P)
+    f1.update_state(Y, P)
+    assert refit["val_auc"] == pytest.approx(float(auc.result()), abs=0.01)
+    assert refit["val_macro_f1"] == pytest.approx(float(f1.result()), abs=1e-5)
+    one_class = _ranking_metrics(np.zeros(4, dtype=int), P[:4])
+    assert "val_auc" not in one_class and 0 <= one_class["val_macro_f1"] <= 1

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from automl_app import runs
-from automl_app.config import SearchConfig, SpaceConfig, TunerConfig
+from automl_app.config import SearchConfig, SpaceConfig, TunerConfig, check_objective
 from automl_app.data import tables
 from automl_app.data.tabular import TEST_FRACTION, holdout, rows_to_load
 from automl_app.engines.autokeras import constants, core, io, serving, tasks
@@ -44,6 +44,7 @@ _KERASTUNER_ONLY = {
     "enqueue": "--enqueue", "lr_find": "--lr-find", "keep_checkpoints": "--keep-checkpoints",
     "min_batch_size": "--min-batch-size", "executions_per_trial": "--executions-per-trial",
     "max_failures": "--max-failures", "workers": "--workers",
+    "early_stopping": "--early-stopping", "class_weight": "--class-weight",
 }  # fmt: skip
 
 
@@ -313,6 +314,7 @@ def check_config(cfg: SearchConfig) -> SearchConfig:
         raise UsageError(f"--val-fraction must be in (0, 0.5]. Received: {cfg.data.val_fraction}")
     if cfg.resume and cfg.overwrite:
         raise UsageError("--resume and --overwrite are exclusive: continue the run or replace it")
+    check_objective(cfg)  # the CLI checks it too; the Python API only here
     defaults = {**dataclasses.asdict(TunerConfig()), **dataclasses.asdict(SpaceConfig())}
     given = {**dataclasses.asdict(t), **dataclasses.asdict(cfg.space)}
     used = [flag for key, flag in _KERASTUNER_ONLY.items() if given[key] != defaults[key]]

@@ -135,7 +135,7 @@ def explore_fit_args(fit_args: dict[str, Any], data: Any, idx: np.ndarray | None
 
 
 def _val_metrics(hypermodel: Any, model: Any, fit_args: dict[str, Any]) -> dict[str, float]:
-    """val_loss and val_accuracy of `model` on the validation split."""
+    """val_loss, val_accuracy, val_auc and val_macro_f1 of `model` on the validation split."""
     from automl_app.evaluate import classification_metrics
 
     if "y_val" in fit_args:
@@ -147,8 +147,29 @@ def _val_metrics(hypermodel: Any, model: Any, fit_args: dict[str, Any]) -> dict[
         val = fit_args["val"]
         probs = model.predict(batches(val, VAL_BATCH, shuffle=False, seed=None), verbose=0)
         y = np.concatenate([np.asarray(b) for _, b in val.batch(4096).as_numpy_iterator()])
-    metrics = classification_metrics(y.reshape(-1).astype(int), np.asarray(probs))
-    return {"val_accuracy": metrics["accuracy"], "val_loss": metrics["loss"]}
+    y, probs = y.reshape(-1).astype(int), np.asarray(probs)
+    metrics = classification_metrics(y, probs)
+    return {
+        "val_accuracy": metrics["accuracy"],
+        "val_loss": metrics["loss"],
+        **_ranking_metrics(y, probs),
+    }
+
+
+def _ranking_metrics(y: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """val_auc and val_macro_f1 as training/metrics.py's SparseAUC and SparseMacroF1 define them
+    (one-vs-rest AUC and F1 of the arg-max, averaged over classes), so a refit is compared with
+    its trials under those objectives too. scikit-learn's exact AUC, not Keras's 200 thresholds."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    k = probs.shape[1]
+    f1 = f1_score(y, probs.argmax(axis=1), labels=list(range(k)), average="macro", zero_division=0)
+    out = {"val_macro_f1": float(f1)}
+    present = [c for c in range(k) if 0 < np.sum(y == c) < len(y)]
+    if present:  # AUC needs both outcomes for a class; classes absent from the split are left out
+        onehot = (y[:, None] == np.asarray(present)[None, :]).astype(int)
+        out["val_auc"] = float(roc_auc_score(onehot, probs[:, present], average="macro"))
+    return out
 
 
 def _clearly_worse(refit: dict[str, float], trial_score: float, objective: Any, n_val: int) -> bool:

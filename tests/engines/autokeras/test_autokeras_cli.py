@@ -432,3 +432,22 @@ def test_subprocess_structured_regression(tmp_path):
     assert (
         json.loads((tmp_path / "run" / "report" / "regression_report.json").read_text())["rmse"] > 0
     )
+
+
+@pytest.mark.parametrize(
+    "tuner, line",
+    [
+        ({"early_stopping": 2}, "--early-stopping is a KerasTuner option"),
+        ({"class_weight": "balanced"}, "--class-weight is a KerasTuner option"),
+        ({"objective": "val_auc"}, "AutoKeras records no AUC or F1"),
+    ],
+)
+def test_the_python_api_refuses_what_autokeras_cannot_do(tuner, line):
+    """The engine's own check (what a Python caller meets), not only the CLI's."""
+    from dataclasses import replace
+
+    from automl_app.engines.autokeras.engine import check_config
+
+    cfg = build_config("image", {"engine": "autokeras", "max_trials": 1})
+    with pytest.raises(UsageError, match=line):
+        check_config(replace(cfg, tuner=replace(cfg.tuner, **tuner)))

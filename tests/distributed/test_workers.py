@@ -160,6 +160,7 @@ def test_small_helpers(monkeypatch):
     assert workers.detect_gpus() == []
 
 
+@pytest.mark.timing
 def test_launch_stops_everything_on_timeout(tmp_path):
     script = "import time; time.sleep(60)"
     result = launch(
@@ -190,6 +191,7 @@ def test_two_workers_run_four_distinct_trials_once_each(tmp_path, kind):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_killed_worker_is_replaced_and_its_trial_rerun(tmp_path):
     result = run_search(tmp_path, "random", TRIAL_SLEEP="1", DIE_AS="tuner1")
     assert result.ok, show_logs(result)
@@ -226,6 +228,7 @@ def test_read_events_waits_for_complete_lines(tmp_path):
     assert liveness.read_events(tmp_path / "missing.jsonl") == ([], 0)
 
 
+@pytest.mark.timing
 def test_watch_gives_up_on_a_chief_that_never_answers():
     import keras_tuner  # noqa: F401  (imported here, not timed in the watch's thread)
 
@@ -243,6 +246,7 @@ def test_watch_gives_up_on_a_chief_that_never_answers():
     assert len(said) == 1 and said[0].startswith("Error: worker tuner0 stops: never reached")
 
 
+@pytest.mark.timing
 def test_watch_counts_the_trial_clients_answers_as_contact(monkeypatch):
     """A worker handed a trial before its first heartbeat got through (the chief had just
     started) and then cut off waits the `chief` limit, not the start limit (CI, two hosts)."""
@@ -311,6 +315,7 @@ def test_a_completed_trial_is_not_rerun_after_a_kill_between_end_and_save(tmp_pa
     assert reloaded._retry_queue == [] and reloaded.create_trial("tuner0").trial_id != "0"
 
 
+@pytest.mark.timing
 def test_chief_declares_a_silent_worker_lost_and_hands_its_trial_to_the_next(tmp_path, monkeypatch):
     from concurrent import futures
 

@@ -33,9 +33,10 @@ demo: venv
 	  --dataset fashion_mnist --space cnn --tuner tpe \
 	  --max-trials 3 --epochs 2 --max-samples 6000 --seed 1 --run-dir runs/demo --overwrite
 
-# The whole suite, slow end-to-end tests included.
+# The whole suite, slow end-to-end tests included, but the chaos test (marker `chaos`, 3.5 min):
+# it runs in `make test-stress`, beside the CPU hogs, where its faults are hardest to survive.
 test: venv browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not chaos"
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"

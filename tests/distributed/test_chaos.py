@@ -20,7 +20,7 @@ import pytest
 from support.faults import assigned, chaos, leftovers, rows
 from support.hosts import make_hosts, namespaces
 
-pytestmark = [pytest.mark.slow, pytest.mark.timing]
+pytestmark = [pytest.mark.slow, pytest.mark.timing, pytest.mark.chaos]  # make test-stress runs it
 
 MAX_TRIALS = 60  # enough for trials to stay in flight through the four faults
 # --time-budget of the second case (at least config.MIN_TIME_BUDGET_S, 48 s): the resumed command

@@ -6,10 +6,11 @@
 Per seed, side by side:
 - search: `automl search image --dataset fashion_mnist --space SPACE --time-budget B` (Python API,
   the CLI's defaults otherwise): explore on a subset, refit the best, evaluate, export, report;
-- defaults: the space's default configuration trained on the whole training split for as many
-  epochs as B allows (epoch time measured on a short probe first, the space's schedule over those
-  epochs, stopped at B at the latest), then evaluated on the test split, as a hand-written Keras
-  script would. No export, no report: it only has to train.
+- defaults: the space's default configuration trained on the whole training split until B (less
+  a few seconds for the evaluation) with the search's own refit recipe, which the defaults get
+  too: a cosine learning rate over the time left reaching 0 at the deadline, and the weight
+  average (EMA) or the last weights, whichever validates better; then evaluated on the test
+  split, as a hand-written Keras script would. No export, no report: it only has to train.
 Printed: both test accuracies per seed, mean ± std, their difference, and wall / budget. Figures
 depend on the machine and on what else runs on it: quote them with its core count and load.
 """
@@ -27,7 +28,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-PROBE_EXAMPLES = 3000
 EVAL_RESERVE_S = 5.0
 
 
@@ -73,12 +73,11 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     t0 = time.perf_counter()
     from automl_app import models, spaces
     from automl_app.data import datasets
+    from automl_app.engines.kerastuner import schedule
     from automl_app.evaluate import classification_metrics
-    from automl_app.models.cost import forward_macs
     from automl_app.models.hypermodel import VAL_BATCH, SpaceHyperModel, batches
     from automl_app.tf_env import tf
     from automl_app.tuning.budget import Deadline, deadline_callback
-    from automl_app.tuning.guard import SAFETY, TrialGuard
 
     deadline = Deadline(at=time.time() + budget_s - EVAL_RESERVE_S, seconds=budget_s)
     t = tf()
@@ -90,22 +89,29 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     space = spaces.load(args.space, known=models.known(), overrides=spaces.parse_set(args.set))
     hm = SpaceHyperModel(space, data.info.image_shape, data.info.num_classes, seed=seed)
     train = t.data.Dataset.from_tensor_slices((data.x_train, data.y_train)).cache()
-    probe = t.data.Dataset.from_tensor_slices(
-        (data.x_train[:PROBE_EXAMPLES], data.y_train[:PROBE_EXAMPLES])
-    ).cache()
-    guard = TrialGuard(None, say=lambda _line: None)
-    hm.trial_guard = guard  # measures the probe's steps
-    hp = kt.HyperParameters()
-    hm.fit(hp, hm.build(hp), probe, epochs=2, verbose=0)
-    hm.trial_guard = None
+    val = t.data.Dataset.from_tensor_slices((data.x_val, data.y_val)).cache()
     hp = kt.HyperParameters()
     model = hm.build(hp)
     batch = int(hp.values.get("batch_size") or 32)
-    per_epoch = guard.cost.epoch_seconds(forward_macs(model), batch, len(data.x_train), 0)
-    epochs = max(1, int((deadline.remaining() - guard.cost.startup()) // (SAFETY * per_epoch)))
-    hist = hm.fit(
-        hp, model, train, epochs=epochs, verbose=0, callbacks=[deadline_callback(deadline)]
+    per_epoch_steps = -(-len(data.x_train) // batch)
+    # The search's refit recipe (the defaults get it too): a cosine learning rate over the time
+    # left, reaching 0 at the deadline, and the weight average kept when it validates better.
+    val_s = 2.0
+    timed = schedule._timed_schedule(model, deadline, val_s, None, 0.0, per_epoch_steps)
+    last = schedule._last_weights_class()()
+    hm.fit(
+        hp,
+        model,
+        train,
+        epochs=schedule.MAX_REFIT_EPOCHS + 1,
+        steps_per_epoch=per_epoch_steps,
+        verbose=0,
+        callbacks=[timed, last, deadline_callback(deadline)],
     )
+    fit_args = {"val": val}
+    objective = kt.Objective("val_accuracy", "max")
+    metrics = schedule._val_metrics(hm, model, fit_args)
+    metrics, kept = schedule._average_or_last(hm, model, fit_args, metrics, last.weights, objective)
     x_test, y_test = data.test()
     ds = t.data.Dataset.from_tensor_slices((x_test, y_test))
     probs = model.predict(batches(ds, VAL_BATCH, shuffle=False, seed=None), verbose=0)
@@ -113,8 +119,9 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     return {
         "test_accuracy": acc,
         "wall_s": round(time.perf_counter() - t0, 1),
-        "epochs_planned": epochs,
-        "epochs_trained": len(hist.history["loss"]),
+        "epochs_trained": round(timed.steps / per_epoch_steps, 2),
+        "weights": kept,
+        "val_accuracy": round(metrics["val_accuracy"], 4),
         "defaults": hp.values,
     }
 

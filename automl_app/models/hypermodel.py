@@ -219,7 +219,8 @@ class SpaceHyperModel(kt.HyperModel):
         runs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
         per_epoch = kwargs.get("steps_per_epoch") or _steps(n_train, bs)  # partial epochs repeat
         schedule = hp.values.get("lr_schedule", defaults["lr_schedule"])
-        apply_schedule(model, schedule, int(per_epoch) * max(runs, 1))
+        if not any(getattr(c, "owns_learning_rate", False) for c in kwargs.get("callbacks") or []):
+            apply_schedule(model, schedule, int(per_epoch) * max(runs, 1))  # else: time decides
         shift = float(hp.values.get("augment_shift") or 0.0)
         flip = bool(hp.values.get("augment_flip"))
         train = batches(x, bs, shuffle=True, seed=self.seed, shift=shift, flip=flip)

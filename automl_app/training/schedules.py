@@ -101,3 +101,56 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 def scaled_lr(lr_per_256: float, batch_size: int) -> float:
     """The linear scaling rule: an LR quoted per 256 images, scaled to the real batch size."""
     return lr_per_256 * batch_size / 256.0
+
+
+class DeadlineCosine(keras.callbacks.Callback):
+    """Cosine learning rate over wall-clock time: from the optimizer's rate when fit() starts to
+    `floor`× it at `end_at` (a time.time() value), where training stops; or at `max_steps`
+    batches when those come first (progress is the larger of the time's and the steps' share).
+
+    A step schedule planned from a predicted epoch time reaches its floor early when the machine
+    runs faster than predicted (the rest of the budget idles) and is cut at the deadline before
+    it has decayed when it runs slower; this one reaches its floor at `end_at` either way. It
+    sets the optimizer's learning-rate variable every `every` batches (the compiled train step
+    reads it), so the model must be compiled with a float learning rate, not a schedule.
+    `steps` counts the batches trained.
+    """
+
+    owns_learning_rate = True  # the hypermodel's fit() must not install a step schedule
+
+    def __init__(
+        self, end_at: float, floor: float = 0.0, every: int = 4, max_steps: int | None = None
+    ):
+        super().__init__()
+        self.end_at = float(end_at)
+        self.max_steps = max_steps
+        self.floor = float(floor)
+        self.every = max(int(every), 1)
+        self.steps = 0
+        self.base: float | None = None
+        self.start = 0.0
+
+    def fraction(self, now: float) -> float:
+        """The learning rate's fraction of its start value at time `now`."""
+        span = max(self.end_at - self.start, 1e-6)
+        progress = (now - self.start) / span
+        if self.max_steps:
+            progress = max(progress, self.steps / self.max_steps)
+        progress = min(max(progress, 0.0), 1.0)
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def on_train_begin(self, logs=None) -> None:
+        import time
+
+        self.start = time.time()
+        self.base = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_train_batch_begin(self, batch: int, logs=None) -> None:
+        import time
+
+        if self.steps % self.every == 0:
+            fraction = self.fraction(time.time())
+            self.model.optimizer.learning_rate = self.base * fraction
+            if fraction <= self.floor:
+                self.model.stop_training = True
+        self.steps += 1

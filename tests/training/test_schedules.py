@@ -62,3 +62,50 @@ def test_round_trips_through_keras_serialization_and_an_optimizer():
 def test_lr_is_scaled_linearly_with_batch_size():
     assert schedules.scaled_lr(0.045, 192) == pytest.approx(0.03375)
     assert schedules.scaled_lr(0.045, 512) == pytest.approx(0.09)
+
+
+def test_deadline_cosine_is_half_at_mid_time_and_zero_at_the_end():
+    cb = schedules.DeadlineCosine(end_at=100.0)
+    cb.start = 0.0
+    assert cb.fraction(0.0) == pytest.approx(1.0)
+    assert cb.fraction(50.0) == pytest.approx(0.5)
+    assert cb.fraction(100.0) == pytest.approx(0.0, abs=1e-12)
+    assert cb.fraction(250.0) == pytest.approx(0.0, abs=1e-12)  # past the end it stays there
+    assert schedules.DeadlineCosine(end_at=10.0, floor=0.1).fraction(10.0) == pytest.approx(0.1)
+    capped = schedules.DeadlineCosine(end_at=100.0, max_steps=10)
+    capped.steps = 5  # half the steps in a tenth of the time: the steps decide
+    assert capped.fraction(10.0) == pytest.approx(0.5)
+    capped.steps = 10
+    assert capped.fraction(10.0) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_deadline_cosine_decays_the_rate_and_stops_fit_at_its_time():
+    """A fit asked for far more epochs than fit in 1.5 s ends near 1.5 s, its rate decayed to
+    about 0 (it reads the wall clock, not a step count)."""
+    import time
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    seen: list[float] = []
+
+    class Rates(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    limit = 1.5
+    cb = schedules.DeadlineCosine(end_at=time.time() + limit, every=1)
+    t0 = time.time()
+    model.fit(x, y, batch_size=8, epochs=100_000, verbose=0, callbacks=[cb, Rates()])
+    took = time.time() - t0
+    assert limit - 0.05 <= took < limit + 10  # stops at its time, not after 100,000 epochs
+    assert cb.steps == len(seen) and cb.steps > 2
+    assert seen[0] == pytest.approx(0.5, rel=0.2)
+    assert seen[-1] < 0.05 * 0.5 and all(
+        a >= b - 1e-9 for a, b in zip(seen, seen[1:], strict=False)
+    )
+    assert not math.isnan(seen[-1])

@@ -211,9 +211,12 @@ def refit(
 ) -> tuple[Any, dict[str, Any]]:
     """Phase 2: the best configuration on all training examples for the time left.
 
-    The refit trains a whole number of steps (epochs may end part-way: a space's data repeats),
-    as many as its measured step time fits before the reserve. Returns (the model to export, or
-    None to keep the best trial's, and the phase record).
+    A space's refit (tf.data) trains until the reserve with a cosine learning rate over wall-clock
+    time (training/schedules.DeadlineCosine), so it decays to zero exactly when its time is up
+    whatever the machine's speed, keeping an average of its weights (EMA) that validation then
+    weighs against the last weights. A user hypermodel's refit (numpy arrays) trains the whole
+    epochs its measured epoch time fits. Returns (the model to export, or None to keep the best
+    trial's, and the phase record).
     """
     import keras
 
@@ -227,9 +230,8 @@ def refit(
     phase: dict[str, Any] = {"phase": "final", "trials": 1, "data": "train", "seconds": 0.0}
     stop = schedule.refit_deadline()
     model = hypermodel.build(hp)
-    left = (
-        stop.remaining() - cost.startup() - cost.val_seconds(forward_macs(model), n_val(fit_args))
-    )
+    val_s = cost.val_seconds(forward_macs(model), n_val(fit_args))
+    left = stop.remaining() - cost.startup() - val_s
     key = str(best_trial.trial_id)
     steps, per_epoch_steps, per_epoch = _plan_steps(cost, model, hp, key, n_train, left)
     arrays = "y_train" in fit_args  # a user hypermodel's numpy arrays: whole epochs only
@@ -249,18 +251,38 @@ def refit(
         )
         say(f"final: skipped ({why}); the best trial's own model is exported")
         return None, {**phase, "trials": 0, "skipped": why, "seconds": round(time.time() - t0, 2)}
-    schedule_name = hp.values.get("lr_schedule", "constant")
+    timed = (
+        None if arrays else _timed_schedule(model, stop, val_s, per_epoch, planned, per_epoch_steps)
+    )
+    schedule_name = "cosine over time" if timed else hp.values.get("lr_schedule", "constant")
+    capped = planned >= MAX_REFIT_EPOCHS
     say(
         f"final: trial {best_trial.trial_id}'s configuration on all {n_train:,} training examples "
-        f"for {planned:g} epochs ({schedule_name} learning rate over them), about "
-        f"{planned * per_epoch:.0f}s of the {stop.remaining():.0f}s left"
+        + (
+            f"until {timed.end_at - time.time():.0f}s from now (about {planned:g} epochs, at most "
+            f"{MAX_REFIT_EPOCHS}; a cosine learning rate over that time, reaching 0 at its end; "
+            "weights averaged)"
+            if timed
+            else f"for {planned:g} epochs ({schedule_name} learning rate over them), about "
+            f"{planned * per_epoch:.0f}s of the {stop.remaining():.0f}s left"
+        )
+        + (
+            f"; capped at {MAX_REFIT_EPOCHS} epochs: {n_train:,} examples converge in fewer, "
+            f"so about {max(left - planned * per_epoch, 0):.0f}s are left unused"
+            if capped
+            else ""
+        )
     )
     guard, hypermodel.trial_guard = getattr(hypermodel, "trial_guard", None), None
     args = (fit_args["train"], fit_args["y_train"]) if arrays else (fit_args["train"],)
     kwargs: dict[str, Any] = {"epochs": epochs, "verbose": 0}
-    if not arrays:
-        kwargs["steps_per_epoch"] = -(-steps // epochs)
     callbacks = [keras.callbacks.TerminateOnNaN(), deadline_callback(stop)]
+    if timed:
+        # whole epochs of repeated data, as many as the cap: the time schedule ends the fit
+        kwargs.update(epochs=MAX_REFIT_EPOCHS + 1, steps_per_epoch=per_epoch_steps)
+        callbacks += [timed, _last_weights_class()()]
+    elif not arrays:
+        kwargs["steps_per_epoch"] = -(-steps // epochs)
     t_fit = time.time()
     try:
         history = hypermodel.fit(hp, model, *args, callbacks=callbacks, **kwargs)
@@ -269,10 +291,16 @@ def refit(
     phase["fit_seconds"] = round(time.time() - t_fit, 2)
     ran = len((getattr(history, "history", None) or {}).get("loss", []))
     t_val = time.time()
+    objective = tuner.oracle.objective
     metrics = _val_metrics(hypermodel, model, fit_args)
+    if timed:
+        metrics, phase["weights"] = _average_or_last(
+            hypermodel, model, fit_args, metrics, callbacks[-1].weights, objective
+        )
     phase["val_seconds"] = round(time.time() - t_val, 2)
-    worse = _clearly_worse(metrics, best_trial.score, tuner.oracle.objective, n_val(fit_args))
-    ran_epochs = round(ran * kwargs.get("steps_per_epoch", per_epoch_steps) / per_epoch_steps, 2)
+    worse = _clearly_worse(metrics, best_trial.score, objective, n_val(fit_args))
+    ran_steps = timed.steps if timed else ran * kwargs.get("steps_per_epoch", per_epoch_steps)
+    ran_epochs = round(ran_steps / per_epoch_steps, 2)
     phase.update(
         {
             "fidelity": {
@@ -287,7 +315,7 @@ def refit(
             "seconds": round(time.time() - t0, 2),
         }
     )
-    name = tuner.oracle.objective.name
+    name = objective.name
     summary = f"{name}={metrics[name]:.4f}" if name in metrics else ""
     if worse:
         say(
@@ -295,13 +323,91 @@ def refit(
             f"{best_trial.trial_id}'s {best_trial.score:.4f}; its own model is exported"
         )
         return None, phase
+    weights = f", {phase['weights']} weights" if timed else ""
     say(
         f"final: {summary} after {ran_epochs:g} epochs in {phase['seconds']:.0f}s "
-        "(the exported model)"
+        f"(the exported model{weights})"
     )
     clean = hypermodel.build(hp)  # the weights without the optimizer's state and schedule
     clean.set_weights(model.get_weights())
     return clean, phase
+
+
+EMA_MOMENTUM = 0.99  # averages about the last 100 steps; a refit runs thousands
+
+
+def _timed_schedule(
+    model: Any,
+    stop: Any,
+    val_s: float,
+    per_epoch: float | None,
+    planned: float,
+    per_epoch_steps: int,
+):
+    """The refit's DeadlineCosine ending at the reserve (less the validation passes), or when
+    MAX_REFIT_EPOCHS are done (predicted, or counted: whichever comes first); it also turns on
+    the optimizer's weight average (EMA). None where the optimizer's learning rate is not a plain
+    variable (a user's schedule)."""
+    from automl_app.training.schedules import DeadlineCosine
+
+    optimizer = getattr(model, "optimizer", None)
+    rate = getattr(optimizer, "_learning_rate", None)
+    if optimizer is None or not hasattr(rate, "assign"):
+        return None
+    # Set before the optimizer is built (its first step), so it creates the average's variables.
+    optimizer.use_ema, optimizer.ema_momentum = True, EMA_MOMENTUM
+    optimizer.ema_overwrite_frequency = None  # fit() swaps the average in once, at its end
+    end_at = stop.at - 2 * val_s  # two validation passes: the average and the last weights
+    if per_epoch and planned >= MAX_REFIT_EPOCHS:
+        end_at = min(end_at, time.time() + MAX_REFIT_EPOCHS * per_epoch)
+    return DeadlineCosine(end_at, max_steps=MAX_REFIT_EPOCHS * per_epoch_steps)
+
+
+def _last_weights_class() -> type:
+    import keras
+
+    class LastWeights(keras.callbacks.Callback):
+        """Keeps the model's weights at each epoch's end: fit() replaces them with the EMA after
+        its last epoch, and the refit compares both on validation."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.weights: list | None = None
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.weights = self.model.get_weights()
+
+    return LastWeights
+
+
+def _average_or_last(
+    hypermodel: Any,
+    model: Any,
+    fit_args: dict[str, Any],
+    averaged: dict[str, float],
+    last: list | None,
+    objective: Any,
+) -> tuple[dict[str, float], str]:
+    """Keep the weight average or the last weights, whichever validates better (the model is
+    left holding the kept ones). Batch-norm statistics are the last ones in both."""
+    if not last or not n_val(fit_args):
+        return averaged, "averaged"
+    average = model.get_weights()
+    model.set_weights(last)
+    plain = _val_metrics(hypermodel, model, fit_args)
+    name = objective.name
+    if name not in averaged or name not in plain:
+        model.set_weights(average)
+        return averaged, "averaged"
+    better = (
+        plain[name] > averaged[name]
+        if objective.direction == "max"
+        else plain[name] < averaged[name]
+    )
+    if better:
+        return plain, "last"
+    model.set_weights(average)
+    return averaged, "averaged"
 
 
 def n_val(fit_args: dict[str, Any]) -> int:

@@ -104,6 +104,11 @@ def test_time_budget_stops_and_still_exports(tmp_path):
     assert manifest["search"]["time_budget_s"] == 48
     assert 1 <= manifest["trials"]["completed"] < 100
     assert (run / "best" / "saved_model" / "saved_model.pb").exists()
+    final = manifest["phases"][-1]
+    if "skipped" not in final:  # the refit decays over its time and weighs the weight average
+        assert final["lr_schedule"] == "cosine over time", final
+        assert final["weights"] in ("averaged", "last"), final
+        assert "a cosine learning rate over that time" in res.output
 
 
 @pytest.mark.slow

@@ -2,17 +2,24 @@
 
     AUTOML_DATA_DIR=../shared/datasets .venv/bin/python bench/fashion_mnist_budget.py
     (--time-budget 10m --seeds 1 2 3 --space cnn --tuner random)
+    .venv/bin/python bench/fashion_mnist_budget.py --data-dir ../shared/datasets/intel_scenes \
+        --time-budget 5m --seeds 1 --scratch
 
 Per seed, side by side:
 - search: `automl search image --dataset fashion_mnist --space SPACE --time-budget B` (Python API,
-  the CLI's defaults otherwise): explore on a subset, refit the best, evaluate, export, report;
+  the CLI's defaults otherwise): explore on a subset, promote the best few, train the winner,
+  evaluate, export, report. `--data-dir DIR` searches an image folder instead (DIR/{train,test}:
+  test/ is the test split; the CLI's 64 px);
 - defaults: the space's default configuration trained on the whole training split until B (less
   a few seconds for the evaluation) with the search's own refit recipe, which the defaults get
   too: a cosine learning rate over the time left reaching 0 at the deadline, and the weight
   average (EMA) or the last weights, whichever validates better; then evaluated on the test
   split, as a hand-written Keras script would. No export, no report: it only has to train.
-Printed: both test accuracies per seed, mean ± std, their difference, and wall / budget. Figures
-depend on the machine and on what else runs on it: quote them with its core count and load.
+- scratch (`--scratch`, folders): `automl train-scratch mobilenetv2 --recipe
+  mobilenetv2_scratch_fast --image-size 64` for as many epochs as fit B, counted from a one-epoch
+  run of the same command (whose time is not part of the figure).
+Printed: test accuracies per seed, mean ± std, differences, and wall / budget. Figures depend on
+the machine and on what else runs on it: quote them with its core count and load.
 """
 
 from __future__ import annotations
@@ -33,11 +40,11 @@ EVAL_RESERVE_S = 5.0
 
 def run_search(args, seed: int, budget_s: float) -> dict:
     from automl_app import spaces, workflows
-    from automl_app.config import DataConfig, SearchConfig, SpaceConfig, TunerConfig
+    from automl_app.config import SearchConfig, SpaceConfig, TunerConfig
 
-    run_dir = tempfile.mkdtemp(prefix=f"bench-fmnist-{args.space}-{seed}-")
+    run_dir = tempfile.mkdtemp(prefix=f"bench-budget-{args.space}-{seed}-")
     cfg = SearchConfig(
-        data=DataConfig(dataset="fashion_mnist", max_samples=args.max_samples, seed=seed),
+        data=_data_config(args, seed),
         space=SpaceConfig(space=args.space, overrides=spaces.parse_set(args.set)),
         tuner=TunerConfig(
             tuner=args.tuner,
@@ -66,13 +73,66 @@ def run_search(args, seed: int, budget_s: float) -> dict:
     }
 
 
+def _data_config(args, seed: int):
+    from automl_app.config import DataConfig
+
+    if args.data_dir:
+        return DataConfig(data_dir=args.data_dir, max_samples=args.max_samples, seed=seed)
+    return DataConfig(dataset="fashion_mnist", max_samples=args.max_samples, seed=seed)
+
+
+def run_scratch(args, seed: int, budget_s: float) -> dict:
+    """train-scratch on the folder for the epochs that fit the budget (from a one-epoch run)."""
+    import subprocess
+
+    def once(epochs: int) -> dict:
+        run_dir = tempfile.mkdtemp(prefix=f"bench-scratch-{seed}-{epochs}-")
+        cmd = [
+            sys.executable, "-m", "automl_app.cli", "train-scratch", "mobilenetv2",
+            "--data-dir", args.data_dir, "--recipe", "mobilenetv2_scratch_fast",
+            "--image-size", "64", "--epochs", str(epochs), "--seed", str(seed),
+            "--run-dir", run_dir, "--overwrite", "--quiet",
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        manifest = json.loads((Path(run_dir) / "run.json").read_text())
+        return {"manifest": manifest, "wall_s": time.perf_counter() - t0, "run_dir": run_dir}
+
+    probe = once(1)
+    fit_s = _find(probe["manifest"], "fit_seconds")
+    overhead = probe["wall_s"] - fit_s
+    epochs = max(1, int((budget_s - overhead) / max(fit_s, 1e-6)))
+    real = once(epochs)
+    return {
+        "test_accuracy": real["manifest"]["test"]["accuracy"],
+        "wall_s": round(real["wall_s"], 1),
+        "epochs": epochs,
+        "probe_epoch_s": round(fit_s, 1),
+        "run_dir": real["run_dir"],
+    }
+
+
+def _find(obj, key: str):
+    """The first value of `key` anywhere in a nested run.json."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        obj = list(obj.values())
+    if isinstance(obj, list):
+        for item in obj:
+            found = _find(item, key)
+            if found is not None:
+                return found
+    return None
+
+
 def run_defaults(args, seed: int, budget_s: float) -> dict:
     """The space's defaults, trained for the budget on all training examples."""
     import numpy as np
 
     t0 = time.perf_counter()
     from automl_app import models, spaces
-    from automl_app.data import datasets
+    from automl_app.data import source
     from automl_app.engines.kerastuner import schedule
     from automl_app.evaluate import classification_metrics
     from automl_app.models.hypermodel import VAL_BATCH, SpaceHyperModel, batches
@@ -85,7 +145,7 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     import keras_tuner as kt
 
     keras.utils.set_random_seed(seed)
-    data = datasets.load("fashion_mnist", seed=seed, max_samples=args.max_samples)
+    data = source.load_image_data(_data_config(args, seed))
     space = spaces.load(args.space, known=models.known(), overrides=spaces.parse_set(args.set))
     hm = SpaceHyperModel(space, data.info.image_shape, data.info.num_classes, seed=seed)
     train = t.data.Dataset.from_tensor_slices((data.x_train, data.y_train)).cache()
@@ -97,8 +157,8 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     # The search's refit recipe (the defaults get it too): a cosine learning rate over the time
     # left, reaching 0 at the deadline, and the weight average kept when it validates better.
     val_s = 2.0
-    timed = schedule._timed_schedule(model, deadline, val_s, None, 0.0, per_epoch_steps)
-    last = schedule._last_weights_class()()
+    timed = schedule.timed_schedule(model, deadline, val_s, None, 0.0, per_epoch_steps)
+    last = schedule.last_weights_class()()
     hm.fit(
         hp,
         model,
@@ -110,8 +170,8 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     )
     fit_args = {"val": val}
     objective = kt.Objective("val_accuracy", "max")
-    metrics = schedule._val_metrics(hm, model, fit_args)
-    metrics, kept = schedule._average_or_last(hm, model, fit_args, metrics, last.weights, objective)
+    metrics = schedule.val_metrics(hm, model, fit_args)
+    metrics, kept = schedule.average_or_last(hm, model, fit_args, metrics, last.weights, objective)
     x_test, y_test = data.test()
     ds = t.data.Dataset.from_tensor_slices((x_test, y_test))
     probs = model.predict(batches(ds, VAL_BATCH, shuffle=False, seed=None), verbose=0)
@@ -145,6 +205,8 @@ def main() -> None:
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--set", action="append", default=[], help="name=value fixes (repeatable)")
     p.add_argument("--only", choices=["search", "defaults"], default=None)
+    p.add_argument("--data-dir", default=None, help="an image folder instead of Fashion-MNIST")
+    p.add_argument("--scratch", action="store_true", help="add the train-scratch arm (folders)")
     args = p.parse_args()
     os.environ.setdefault(
         "AUTOML_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "datasets")
@@ -152,7 +214,8 @@ def main() -> None:
     from automl_app.data import datasets
 
     budget_s = parse_duration(args.budget)
-    datasets.load("fashion_mnist", max_samples=args.max_samples)  # prepare TFDS: no run pays it
+    if not args.data_dir:
+        datasets.load("fashion_mnist", max_samples=args.max_samples)  # prepare TFDS once
     results = []
     for seed in args.seeds:
         row = {"seed": seed, "load_before": round(os.getloadavg()[0], 2)}
@@ -160,16 +223,18 @@ def main() -> None:
             row["search"] = run_search(args, seed, budget_s)
         if args.only != "search":
             row["defaults"] = run_defaults(args, seed, budget_s)
+        if args.scratch and args.data_dir and args.only is None:
+            row["scratch"] = run_scratch(args, seed, budget_s)
         row["load_after"] = round(os.getloadavg()[0], 2)
         print("SEED " + json.dumps(row, default=str), flush=True)
         results.append(row)
     print(
-        f"fashion_mnist, space {args.space}, tuner {args.tuner}, prune {args.prune}, budget "
+        f"{args.data_dir or 'fashion_mnist'}, space {args.space}, tuner {args.tuner}, prune {args.prune}, budget "
         f"{budget_s:.0f}s, seeds {args.seeds}, max_samples {args.max_samples}, "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
     )
     summary: dict = {"budget_s": budget_s, "seeds": args.seeds, "space": args.space}
-    for kind in ("search", "defaults"):
+    for kind in ("search", "defaults", "scratch"):
         rows = [r[kind] for r in results if kind in r]
         if not rows:
             continue
@@ -184,6 +249,10 @@ def main() -> None:
         diffs = [r["search"]["test_accuracy"] - r["defaults"]["test_accuracy"] for r in results]
         print(f"difference search - defaults: {_mean_std(diffs)} (aim >= +0.005)")
         summary["difference"] = diffs
+    if all("search" in r and "scratch" in r for r in results) and results:
+        diffs = [r["search"]["test_accuracy"] - r["scratch"]["test_accuracy"] for r in results]
+        print(f"difference search - scratch: {_mean_std(diffs)}")
+        summary["difference_scratch"] = diffs
     print("RESULT " + json.dumps(summary))
 
 

@@ -56,7 +56,8 @@ def test_the_schedule_never_says_explore_for_a_negative_time():
     assert "-0s" not in text and "explore for" not in text
     assert "no time left to explore after loading the data" in text
     fresh = schedule.plan_schedule(Deadline.after(600), n_train=300).describe(3, "none")
-    assert "explore for 19" in fresh  # 0.35 of (600 - 48) s
+    assert "explore for 13" in fresh  # 0.25 of (600 - 48) s
+    assert "then train the best few on all of them for 138s together" in fresh
 
 
 def test_a_parallel_search_keeps_its_start_up_time_as_reserve():

@@ -94,10 +94,12 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
         phases = [_phase("search", tuner, len(data.x_train), cfg.tuner.epochs, t0)]
         best_trial, best_model, final = *_best(tuner, stop), None
     else:
-        tuner, _, stop, phases, final = _explore_and_refit(cfg, space, data, run, deadline, say)
+        tuner, _, stop, phases, final, chosen = _explore_and_refit(
+            cfg, space, data, run, deadline, say
+        )
         best_trial, best_model = _best(tuner, stop, load=final is None)
-        if final is not None:
-            best_model = final
+        if final is not None:  # the exported model is the chosen configuration's refit
+            best_trial, best_model = chosen, final
     run.update(search=stop, phases=phases)
     search_seconds = run.elapsed()
     objective = tuner.oracle.objective.name
@@ -192,6 +194,7 @@ def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, 
         + (f", budget {cfg.tuner.time_budget:g}s" if cfg.tuner.time_budget else "")
     )
     t0 = time.time()
+    explore_args = sched.explore_fit_args(fit_args, data, idx)
     stop = run_search(
         tuner,
         epochs=cfg.tuner.epochs,
@@ -199,19 +202,27 @@ def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, 
         prune=prune,
         min_epochs=cfg.tuner.min_epochs,
         deadline=phase_deadline,
-        **sched.explore_fit_args(fit_args, data, idx),
+        **explore_args,
     )
     if deadline is not None:  # the whole budget, not the explore phase's share
         stop.update(time_budget_s=deadline.seconds, budget_elapsed_s=round(deadline.elapsed(), 3))
     _say_stop(tuner, stop, say)
     name = "explore" if plan is not None else "search"
     phases = [_phase(name, tuner, n_explore, cfg.tuner.epochs, t0, len(data.x_train), prune)]
-    final = None
+    final = chosen = None
     if plan is not None:
-        best_trial, _ = _best(tuner, stop, load=False)
-        final, phase = sched.refit(tuner, best_trial, fit_args, plan, guard.cost, n_explore, say)
+        from automl_app.engines.kerastuner.promote import promote
+
+        chosen, _ = _best(tuner, stop, load=False)
+        promoted, promote_phase = promote(tuner, fit_args, explore_args, plan, guard.cost, say)
+        if promoted is not None:
+            chosen = promoted.trial
+            phases.append(promote_phase)
+        final, phase = sched.refit(
+            tuner, chosen, fit_args, plan, guard.cost, n_explore, say, start=promoted
+        )
         phases.append(phase)
-    return tuner, fit_args, stop, phases, final
+    return tuner, fit_args, stop, phases, final, chosen
 
 
 def _say_stop(tuner, stop: dict[str, Any], say: Say) -> None:

@@ -8,10 +8,12 @@ A budget is spent the way multi-fidelity methods spend it, with the libraries' o
    defaults) fewer epochs, so trials are compared at the time the refit will pay for them, and
    shrinks or skips a trial that cannot finish before the phase ends, which is at EXPLORE_SHARE
    of the budget.
-2. final: the best configuration is trained again from scratch on the whole training split for as
-   many epochs as the rest of the budget allows (predicted from its own measured epochs), with the
-   learning-rate schedule it was tuned under stretched over those epochs. Validation decides
-   between this refit and the best trial's own model; both are recorded.
+2. promote (engines/kerastuner/promote.py, PROMOTE_SHARE of the budget): the best few
+   configurations again on the whole training split for equal time; validation picks one.
+3. final: the winner goes on training (or the best trial is trained again from scratch when
+   nothing was promoted) on the whole training split until the reserve, with a cosine learning
+   rate over the time left and a weight average. Validation decides between this refit and the
+   best trial's own model; both are recorded.
 A reserve (RESERVE_SHARE of the budget) is kept for evaluation, export and the report, so the
 whole command ends near the budget. run.json `phases` lists each phase: trials, fidelity, seconds.
 """
@@ -31,7 +33,8 @@ from automl_app.tuning.guard import CostModel
 
 Say = Callable[[str], None]
 
-EXPLORE_SHARE = 0.35  # of the budget left after the reserve
+EXPLORE_SHARE = 0.25  # of the budget left after the reserve
+PROMOTE_SHARE = 0.25  # the best few again on all training examples (engines/kerastuner/promote.py)
 RESERVE_SHARE = 0.08  # evaluation, export, report
 RESERVE_MIN_S, RESERVE_MAX_S = 12.0, 60.0
 RESERVE_MAX_SHARE = 0.25  # a small budget still leaves three quarters to search
@@ -53,6 +56,7 @@ class BudgetSchedule:
     reserve_s: float  # kept for evaluation, export and the report
     subset: int | None  # training examples while exploring (None: all of them)
     n_train: int
+    promote_s: float = 0.0  # the promote phase, shared by its candidates
 
     def refit_deadline(self) -> Deadline:
         return Deadline(at=self.deadline.at - self.reserve_s, seconds=self.deadline.seconds)
@@ -75,8 +79,13 @@ class BudgetSchedule:
             + (", fewer for configurations dearer than the first" if equal_time else "")
             + (f", prune {prune}" if prune != "none" else "")
             + ")"
-            f", then refit the best on all of them; {self.reserve_s:.0f}s kept for evaluation "
-            "and export"
+            + (
+                f", then train the best few on all of them for {self.promote_s:.0f}s together "
+                "and go on with the one that validates best"
+                if self.promote_s
+                else ", then refit the best on all of them"
+            )
+            + f"; {self.reserve_s:.0f}s kept for evaluation and export"
         )
 
 
@@ -109,6 +118,7 @@ def plan_schedule(deadline: Deadline, n_train: int) -> BudgetSchedule:
         reserve_s=reserve,
         subset=subset if subset < n_train else None,
         n_train=n_train,
+        promote_s=PROMOTE_SHARE * (total - reserve),
     )
 
 
@@ -134,7 +144,7 @@ def explore_fit_args(fit_args: dict[str, Any], data: Any, idx: np.ndarray | None
     return out
 
 
-def _val_metrics(hypermodel: Any, model: Any, fit_args: dict[str, Any]) -> dict[str, float]:
+def val_metrics(hypermodel: Any, model: Any, fit_args: dict[str, Any]) -> dict[str, float]:
     """val_loss, val_accuracy, val_auc and val_macro_f1 of `model` on the validation split."""
     from automl_app.evaluate import classification_metrics
 
@@ -208,8 +218,12 @@ def refit(
     cost: CostModel,
     trial_examples: int,
     say: Say,
+    start: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Phase 2: the best configuration on all training examples for the time left.
+    """The final phase: the chosen configuration on all training examples for the time left.
+
+    `start` (promote.Promoted) is the promote phase's winner: its model goes on training from
+    where it stopped, at the rate it was promoted at; otherwise the best trial is built afresh.
 
     A space's refit (tf.data) trains until the reserve with a cosine learning rate over wall-clock
     time (training/schedules.DeadlineCosine), so it decays to zero exactly when its time is up
@@ -229,7 +243,9 @@ def refit(
     n_train = schedule.n_train
     phase: dict[str, Any] = {"phase": "final", "trials": 1, "data": "train", "seconds": 0.0}
     stop = schedule.refit_deadline()
-    model = hypermodel.build(hp)
+    model = start.model if start is not None else hypermodel.build(hp)
+    done_steps = start.steps if start is not None else 0
+    phase["start"] = "continued from promote" if start is not None else "from scratch"
     val_s = cost.val_seconds(forward_macs(model), n_val(fit_args))
     left = stop.remaining() - cost.startup() - val_s
     key = str(best_trial.trial_id)
@@ -242,7 +258,7 @@ def refit(
     trained = int(best_trial.best_step or 0) + 1
     batch = int(hp.values.get("batch_size") or 32)
     phase["fidelity"] = {"train_examples": n_train, "epochs": planned}
-    if steps < 1 or steps * batch < trained * trial_examples:
+    if start is None and (steps < 1 or steps * batch < trained * trial_examples):
         why = (
             f"{max(left, 0):.0f}s left, one epoch on all {n_train:,} examples takes about "
             f"{per_epoch:.0f}s"
@@ -252,12 +268,13 @@ def refit(
         say(f"final: skipped ({why}); the best trial's own model is exported")
         return None, {**phase, "trials": 0, "skipped": why, "seconds": round(time.time() - t0, 2)}
     timed = (
-        None if arrays else _timed_schedule(model, stop, val_s, per_epoch, planned, per_epoch_steps)
+        None if arrays else timed_schedule(model, stop, val_s, per_epoch, planned, per_epoch_steps)
     )
     schedule_name = "cosine over time" if timed else hp.values.get("lr_schedule", "constant")
     capped = planned >= MAX_REFIT_EPOCHS
     say(
         f"final: trial {best_trial.trial_id}'s configuration on all {n_train:,} training examples "
+        + ("(going on from its promoted weights) " if start is not None else "")
         + (
             f"until {timed.end_at - time.time():.0f}s from now (about {planned:g} epochs, at most "
             f"{MAX_REFIT_EPOCHS}; a cosine learning rate over that time, reaching 0 at its end; "
@@ -280,7 +297,7 @@ def refit(
     if timed:
         # whole epochs of repeated data, as many as the cap: the time schedule ends the fit
         kwargs.update(epochs=MAX_REFIT_EPOCHS + 1, steps_per_epoch=per_epoch_steps)
-        callbacks += [timed, _last_weights_class()()]
+        callbacks += [timed, last_weights_class()()]
     elif not arrays:
         kwargs["steps_per_epoch"] = -(-steps // epochs)
     t_fit = time.time()
@@ -292,9 +309,9 @@ def refit(
     ran = len((getattr(history, "history", None) or {}).get("loss", []))
     t_val = time.time()
     objective = tuner.oracle.objective
-    metrics = _val_metrics(hypermodel, model, fit_args)
+    metrics = val_metrics(hypermodel, model, fit_args)
     if timed:
-        metrics, phase["weights"] = _average_or_last(
+        metrics, phase["weights"] = average_or_last(
             hypermodel, model, fit_args, metrics, callbacks[-1].weights, objective
         )
     phase["val_seconds"] = round(time.time() - t_val, 2)
@@ -305,9 +322,10 @@ def refit(
         {
             "fidelity": {
                 "train_examples": n_train,
-                "epochs": ran_epochs,
+                "epochs": ran_epochs,  # this phase's, after the promoted steps when it went on
                 "planned_epochs": planned,
             },
+            "promoted_steps": done_steps,
             "lr_schedule": schedule_name,
             "trial_id": best_trial.trial_id,
             **{k: round(v, 6) for k, v in metrics.items()},
@@ -336,7 +354,22 @@ def refit(
 EMA_MOMENTUM = 0.99  # averages about the last 100 steps; a refit runs thousands
 
 
-def _timed_schedule(
+def enable_weight_average(model: Any) -> bool:
+    """Turn on the compiled optimizer's weight average (EMA), before its first step creates the
+    average's variables; fit() swaps the average in once, at its end. False (nothing changed)
+    where the optimizer's learning rate is not a plain variable (a user's schedule): the refit
+    then keeps the user's recipe."""
+    optimizer = getattr(model, "optimizer", None)
+    # Keras has no public way to tell a float rate (a variable) from a schedule object.
+    rate = getattr(optimizer, "_learning_rate", None)
+    if optimizer is None or not hasattr(rate, "assign"):
+        return False
+    optimizer.use_ema, optimizer.ema_momentum = True, EMA_MOMENTUM
+    optimizer.ema_overwrite_frequency = None
+    return True
+
+
+def timed_schedule(
     model: Any,
     stop: Any,
     val_s: float,
@@ -350,20 +383,15 @@ def _timed_schedule(
     variable (a user's schedule)."""
     from automl_app.training.schedules import DeadlineCosine
 
-    optimizer = getattr(model, "optimizer", None)
-    rate = getattr(optimizer, "_learning_rate", None)
-    if optimizer is None or not hasattr(rate, "assign"):
+    if not enable_weight_average(model):
         return None
-    # Set before the optimizer is built (its first step), so it creates the average's variables.
-    optimizer.use_ema, optimizer.ema_momentum = True, EMA_MOMENTUM
-    optimizer.ema_overwrite_frequency = None  # fit() swaps the average in once, at its end
     end_at = stop.at - 2 * val_s  # two validation passes: the average and the last weights
     if per_epoch and planned >= MAX_REFIT_EPOCHS:
         end_at = min(end_at, time.time() + MAX_REFIT_EPOCHS * per_epoch)
     return DeadlineCosine(end_at, max_steps=MAX_REFIT_EPOCHS * per_epoch_steps)
 
 
-def _last_weights_class() -> type:
+def last_weights_class() -> type:
     import keras
 
     class LastWeights(keras.callbacks.Callback):
@@ -380,7 +408,7 @@ def _last_weights_class() -> type:
     return LastWeights
 
 
-def _average_or_last(
+def average_or_last(
     hypermodel: Any,
     model: Any,
     fit_args: dict[str, Any],
@@ -394,7 +422,7 @@ def _average_or_last(
         return averaged, "averaged"
     average = model.get_weights()
     model.set_weights(last)
-    plain = _val_metrics(hypermodel, model, fit_args)
+    plain = val_metrics(hypermodel, model, fit_args)
     name = objective.name
     if name not in averaged or name not in plain:
         model.set_weights(average)

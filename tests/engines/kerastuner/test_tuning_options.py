@@ -109,6 +109,17 @@ def test_time_budget_stops_and_still_exports(tmp_path):
         assert final["lr_schedule"] == "cosine over time", final
         assert final["weights"] in ("averaged", "last"), final
         assert "a cosine learning rate over that time" in res.output
+    # the best few were judged again at the refit's epochs; the winner went on, and is the
+    # trial the run names as best (its configuration is the exported one)
+    promote = {p["phase"]: p for p in manifest["phases"]}["promote"]
+    assert len(promote["candidates"]) >= 2 and promote["winner"] in {
+        c["trial_id"] for c in promote["candidates"]
+    }
+    assert all(c["epochs"] >= 2 for c in promote["candidates"]), promote
+    if "skipped" not in final and final["kept"]:
+        assert final["start"] == "continued from promote"
+        assert manifest["best_trial"]["trial_id"] == promote["winner"] == final["trial_id"]
+    assert f"promote: trial {promote['winner']} goes on to the final refit" in res.output
 
 
 @pytest.mark.slow

@@ -80,8 +80,9 @@ class BudgetSchedule:
             + (f", prune {prune}" if prune != "none" else "")
             + ")"
             + (
-                f", then train the best few on all of them for {self.promote_s:.0f}s together "
-                "and go on with the one that validates best"
+                f", then train the best few again on them for their refit's epochs "
+                f"({self.promote_s:.0f}s together) and go on with the one that validates best "
+                "on all of them"
                 if self.promote_s
                 else ", then refit the best on all of them"
             )

@@ -154,22 +154,3 @@ class DeadlineCosine(keras.callbacks.Callback):
             if fraction <= self.floor:
                 self.model.stop_training = True
         self.steps += 1
-
-
-class HoldRate(keras.callbacks.Callback):
-    """Keeps the optimizer's learning rate where it is and counts the batches trained.
-
-    The budget's promote phase trains its candidates at their tuned rate with this callback (so
-    the hypermodel's fit() installs no step schedule of its own); the winner then goes on under a
-    DeadlineCosine that starts from that same rate, so its whole training is one hold-then-decay
-    schedule and none of the promoted steps are thrown away.
-    """
-
-    owns_learning_rate = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.steps = 0
-
-    def on_train_batch_begin(self, batch: int, logs=None) -> None:
-        self.steps += 1

@@ -35,7 +35,7 @@ from automl_app.engines.kerastuner.schedule import (
 )
 from automl_app.tuning.guard import CostModel
 
-PROMOTE_K = 3  # candidates judged again on all the training examples
+PROMOTE_K = 3  # candidates judged again at the refit's epochs
 MIN_EPOCHS = 2.0  # a candidate whose share fits fewer epochs on the subset is not judged
 SLACK = 1.25  # a busy machine may run slower than measured: the share's time limit
 
@@ -137,7 +137,9 @@ def promote(
             if value is not None
             else f"promote: trial {trial.trial_id}: no {objective.name}"
         )
-        if value is not None and (best is None or _better(value, best.metrics, objective)):
+        if value is not None and (
+            best is None or objective.better_than(value, best.metrics[objective.name])
+        ):
             best = Promoted(trial=trial, model=model, steps=steps, metrics=metrics)
     if best is None:
         return None, None
@@ -188,10 +190,3 @@ def _train(hypermodel, trial, model, args, n: int, batch: int, epochs: float, sh
         hypermodel.trial_guard = guard
     model.optimizer.learning_rate = cosine.base
     return cosine.steps, time.time() - t0
-
-
-def _better(value: float, incumbent: dict[str, float], objective: Any) -> bool:
-    old = incumbent.get(objective.name)
-    if old is None:
-        return True
-    return value > old if objective.direction == "max" else value < old

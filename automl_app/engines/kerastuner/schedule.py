@@ -9,7 +9,8 @@ A budget is spent the way multi-fidelity methods spend it, with the libraries' o
    shrinks or skips a trial that cannot finish before the phase ends, which is at EXPLORE_SHARE
    of the budget.
 2. promote (engines/kerastuner/promote.py, PROMOTE_SHARE of the budget): the best few
-   configurations again on the whole training split for equal time; validation picks one.
+   configurations again on the explore subset for the epochs their refit will have, in equal
+   shares of time; validation picks one.
 3. final: the winner goes on training (or the best trial is trained again from scratch when
    nothing was promoted) on the whole training split until the reserve, with a cosine learning
    rate over the time left and a weight average. Validation decides between this refit and the
@@ -34,7 +35,7 @@ from automl_app.tuning.guard import CostModel
 Say = Callable[[str], None]
 
 EXPLORE_SHARE = 0.25  # of the budget left after the reserve
-PROMOTE_SHARE = 0.25  # the best few again on all training examples (engines/kerastuner/promote.py)
+PROMOTE_SHARE = 0.25  # the best few judged again at the refit's epochs (kerastuner/promote.py)
 RESERVE_SHARE = 0.08  # evaluation, export, report
 RESERVE_MIN_S, RESERVE_MAX_S = 12.0, 60.0
 RESERVE_MAX_SHARE = 0.25  # a small budget still leaves three quarters to search
@@ -194,7 +195,7 @@ def _clearly_worse(refit: dict[str, float], trial_score: float, objective: Any, 
     if name == "val_accuracy":
         p = min(max(trial_score, 0.01), 0.99)
         return value < trial_score - 2 * math.sqrt(p * (1 - p) / max(n_val, 1))
-    worse = value < trial_score if objective.direction == "max" else value > trial_score
+    worse = objective.better_than(trial_score, value)
     return worse and abs(value - trial_score) > 0.05 * abs(trial_score)
 
 
@@ -428,12 +429,7 @@ def average_or_last(
     if name not in averaged or name not in plain:
         model.set_weights(average)
         return averaged, "averaged"
-    better = (
-        plain[name] > averaged[name]
-        if objective.direction == "max"
-        else plain[name] < averaged[name]
-    )
-    if better:
+    if objective.better_than(plain[name], averaged[name]):
         return plain, "last"
     model.set_weights(average)
     return averaged, "averaged"

@@ -12,8 +12,9 @@ Per seed, side by side:
   test/ is the test split; the CLI's 64 px);
 - defaults: the space's default configuration trained on the whole training split until B (less
   a few seconds for the evaluation) with the search's own refit recipe, which the defaults get
-  too: a cosine learning rate over the time left reaching 0 at the deadline, and the weight
-  average (EMA) or the last weights, whichever validates better; then evaluated on the test
+  too: a cosine learning rate over the time left reaching 0 at the deadline, the weight
+  average (EMA) or the last weights, whichever validates better, and `--tta auto` (the
+  mirror-averaged model when it validates better); then evaluated on the test
   split, as a hand-written Keras script would. No export, no report: it only has to train.
 - scratch (`--scratch`, folders): `automl train-scratch mobilenetv2 --recipe
   mobilenetv2_scratch_fast --image-size 64` for as many epochs as fit B, counted from a one-epoch
@@ -69,6 +70,7 @@ def run_search(args, seed: int, budget_s: float) -> dict:
         "exported": manifest.get("exported"),
         "phases": manifest.get("phases"),
         "best_hyperparameters": manifest["best_trial"]["hyperparameters"],
+        "tta": manifest.get("tta"),
         "run_dir": run_dir,
     }
 
@@ -133,7 +135,7 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     t0 = time.perf_counter()
     from automl_app import models, spaces
     from automl_app.data import source
-    from automl_app.engines.kerastuner import schedule
+    from automl_app.engines.kerastuner import schedule, tta
     from automl_app.evaluate import classification_metrics
     from automl_app.models.hypermodel import VAL_BATCH, SpaceHyperModel, batches
     from automl_app.tf_env import tf
@@ -172,6 +174,8 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     objective = kt.Objective("val_accuracy", "max")
     metrics = schedule.val_metrics(hm, model, fit_args)
     metrics, kept = schedule.average_or_last(hm, model, fit_args, metrics, last.weights, objective)
+    # the search's --tta auto too: the mirror-averaged model when it validates better
+    model, tta_record = tta.choose("auto", hm, model, fit_args, objective, lambda line: None)
     x_test, y_test = data.test()
     ds = t.data.Dataset.from_tensor_slices((x_test, y_test))
     probs = model.predict(batches(ds, VAL_BATCH, shuffle=False, seed=None), verbose=0)
@@ -181,6 +185,7 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
         "wall_s": round(time.perf_counter() - t0, 1),
         "epochs_trained": round(timed.steps / per_epoch_steps, 2),
         "weights": kept,
+        "tta": tta_record,
         "val_accuracy": round(metrics["val_accuracy"], 4),
         "defaults": hp.values,
     }

@@ -18,6 +18,7 @@ from automl_app.config import (
     MIN_TIME_BUDGET_S,
     PRUNER_NAMES,
     SPACE_OBJECTIVES,
+    TTA_CHOICES,
     TUNER_NAMES,
 )
 from automl_app.data.datasets import IMAGE_DATASETS
@@ -273,6 +274,15 @@ def kerastuner_options(fn: Callable) -> Callable:
                 metavar="PATIENCE",
                 help="Stop a trial after PATIENCE epochs without a better --objective and keep "
                 "its best epoch's weights (Keras EarlyStopping).",
+            ),
+            click.option(
+                "--tta",
+                type=click.Choice(TTA_CHOICES),
+                default="auto",
+                show_default=True,
+                help="Test-time augmentation of the exported model: flip averages it over the "
+                "image and its mirror (2 forward passes per image); auto keeps that only when "
+                "it validates better.",
             ),
             click.option(
                 "--class-weight",

@@ -51,6 +51,7 @@ def build_config(kind: str, opts: dict[str, Any]) -> Any:
 
         used = ["--early-stopping"] * (opts.get("early_stopping") is not None)
         used += ["--class-weight"] * (opts.get("class_weight", "none") != "none")
+        used += ["--tta"] * (opts.get("tta", "auto") != "auto")
         if used:
             raise UsageError(f"{', '.join(used)} need{'s' * (len(used) == 1)} --engine kerastuner")
         if opts.get("objective", "val_accuracy") not in AUTOKERAS_OBJECTIVES:
@@ -112,7 +113,7 @@ _KT_FIELDS = {
     "space", "hypermodel", "sets", "objective", "direction", "prune", "tpe_startup", "min_epochs",
     "enqueue", "lr_find", "max_failures", "keep_checkpoints", "min_batch_size",
     "executions_per_trial", "workers", "oracle_bind", "oracle_port", "defaults_first",
-    "early_stopping", "class_weight",
+    "early_stopping", "class_weight", "tta",
 }  # fmt: skip
 
 

@@ -229,7 +229,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     for key in ("engine", "run_dir", "started_at"):
         if cmd.get(key):
             lines.append(f"- {key.replace('_', ' ')}: {cmd[key]}")
-    for key in ("best_trial", "trial", "model"):
+    for key in ("best_trial", "trial", "model", "test_time_augmentation"):
         if card.get(key) is not None:
             lines.append(f"- {key.replace('_', ' ')}: {_fmt(card[key])}")
     return "\n".join(lines).rstrip() + "\n"

@@ -88,19 +88,26 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
     if parallel:
         t0 = time.time()
         launched = run_parallel(cfg, run_dir, say)
-        tuner, _ = reload_search_tuner(cfg, space, data, run_dir, say)
+        tuner, fit_args = reload_search_tuner(cfg, space, data, run_dir, say)
         stop = parallel_stop_summary(tuner, cfg, launched)
         _say_stop(tuner, stop, say)
         phases = [_phase("search", tuner, len(data.x_train), cfg.tuner.epochs, t0)]
         best_trial, best_model, final = *_best(tuner, stop), None
     else:
-        tuner, _, stop, phases, final, chosen = _explore_and_refit(
+        tuner, fit_args, stop, phases, final, chosen = _explore_and_refit(
             cfg, space, data, run, deadline, say
         )
         best_trial, best_model = _best(tuner, stop, load=final is None)
         if final is not None:  # the exported model is the chosen configuration's refit
             best_trial, best_model = chosen, final
-    run.update(search=stop, phases=phases)
+    from automl_app.engines.kerastuner import tta
+    from automl_app.models.hypermodel import portable
+
+    best_model = portable(best_model)  # stock compile before wrapping: model.keras loads anywhere
+    best_model, tta_record = tta.choose(
+        cfg.tuner.tta, tuner.hypermodel, best_model, fit_args, tuner.oracle.objective, say, deadline
+    )
+    run.update(search=stop, phases=phases, tta=tta_record)
     search_seconds = run.elapsed()
     objective = tuner.oracle.objective.name
     score = _score(best_trial, objective)
@@ -115,7 +122,6 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
                                {"leakage": leakage(data.x_train, x_test, data.x_val)})  # fmt: skip
 
     from automl_app.export.runspec import serving_spec
-    from automl_app.models.hypermodel import portable
     from automl_app.tuning.tuners import completed_trials
 
     spec = serving_spec(data)
@@ -133,6 +139,7 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
                 "hyperparameters": best_trial.hyperparameters.values,
             },
             "exported": "final" if final is not None else "best_trial",
+            "tta": tta_record,
             "search_seconds": round(search_seconds, 2),
         },
         read_test=read_test,
@@ -145,12 +152,18 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
             "image_shape": list(info.image_shape),
             "best_trial": best_trial.trial_id,
             "hyperparameters": best_trial.hyperparameters.values,
+            "test_time_augmentation": tta.describe(tta_record),
             "config": cfg.to_dict(),
         },
         diagnose=lambda chance: _diagnose(tuner, best_trial, phases, data, final, chance),
         best_line=f"best trial {best_trial.trial_id}: {objective}={score:.4f}",
-        test_note=" (the final refit)" if final is not None else "",
+        test_note=_test_note(final is not None, tta_record["chosen"] == "flip"),
     )
+
+
+def _test_note(refit: bool, flip: bool) -> str:
+    parts = ["the final refit"] * refit + ["flip test-time augmentation"] * flip
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _score(trial, objective: str) -> float:
@@ -214,7 +227,9 @@ def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, 
         from automl_app.engines.kerastuner.promote import promote
 
         chosen, _ = _best(tuner, stop, load=False)
-        promoted, promote_phase = promote(tuner, fit_args, explore_args, plan, guard.cost, say)
+        promoted, promote_phase = promote(
+            tuner, fit_args, explore_args, plan, guard.cost, say, tta=cfg.tuner.tta
+        )
         if promoted is not None:
             chosen = promoted.trial
             phases.append(promote_phase)

@@ -71,11 +71,15 @@ def promote(
     schedule: BudgetSchedule,
     cost: CostModel,
     say: Say,
+    tta: str = "none",
 ) -> tuple[Promoted | None, dict[str, Any] | None]:
     """Train the leaders on the explore subset (`subset_args`) for the refit's epochs, equal
     time each; return the winner and the phase record, or (None, None) when there is nothing to
     choose between or no time to judge (a user hypermodel's arrays, one finished trial, or a
-    share shorter than two epochs on the subset)."""
+    share shorter than two epochs on the subset). With `tta` auto (or flip) each candidate is
+    judged as it would be exported: by the better of its plain and mirror-averaged validation
+    (or the mirror-averaged one), so a configuration trained with flips is not judged without
+    the test-time flip it would get."""
     if "y_train" in fit_args or not n_val(fit_args) or schedule.promote_s <= 0:
         return None, None
     from automl_app.models.cost import forward_macs
@@ -119,8 +123,9 @@ def promote(
             hypermodel, trial, model, subset_args, n_subset, batch, planned, share
         )
         metrics = val_metrics(hypermodel, model, fit_args)
+        flipped = _flip_metrics(tta, hypermodel, model, fit_args)
         epochs = round(steps / max(1, -(-n_subset // batch)), 2)
-        value = metrics.get(objective.name)
+        value = _judged(tta, objective, metrics, flipped)
         rows.append(
             {
                 "trial_id": trial.trial_id,
@@ -129,6 +134,7 @@ def promote(
                 "planned_epochs": round(planned, 2),
                 "seconds": round(seconds, 2),
                 **{k: round(v, 6) for k, v in metrics.items()},
+                **{f"{k}_flip": round(v, 6) for k, v in flipped.items() if k == objective.name},
             }
         )
         say(
@@ -140,7 +146,9 @@ def promote(
         if value is not None and (
             best is None or objective.better_than(value, best.metrics[objective.name])
         ):
-            best = Promoted(trial=trial, model=model, steps=steps, metrics=metrics)
+            best = Promoted(
+                trial=trial, model=model, steps=steps, metrics={**metrics, objective.name: value}
+            )
     if best is None:
         return None, None
     changed = best.trial.trial_id != fit[0][0].trial_id
@@ -159,6 +167,27 @@ def promote(
         "seconds": round(time.time() - t0, 2),
     }
     return best, phase
+
+
+def _flip_metrics(tta: str, hypermodel, model, fit_args) -> dict[str, float]:
+    """The candidate's validation metrics with the test-time flip (empty when not asked or the
+    model takes no images)."""
+    from automl_app.models.tta import can_flip, with_flip_tta
+
+    if tta == "none" or not can_flip(model):
+        return {}
+    return val_metrics(hypermodel, with_flip_tta(model), fit_args)
+
+
+def _judged(tta: str, objective, plain: dict[str, float], flipped: dict[str, float]):
+    """The objective value the candidate would be exported with (tta: auto, flip or none)."""
+    name = objective.name
+    value, mirrored = plain.get(name), flipped.get(name)
+    if mirrored is None:
+        return value
+    if tta == "flip" or value is None or objective.better_than(mirrored, value):
+        return mirrored
+    return value
 
 
 def _train(hypermodel, trial, model, args, n: int, batch: int, epochs: float, share: float):

@@ -25,6 +25,7 @@ def invoke(tmp_path, *args: str):
         (["--early-stopping", "-3"], ["--early-stopping must be >= 1", "Received: -3"]),
         (["--engine", "autokeras", "--early-stopping", "2"], ["--engine kerastuner"]),
         (["--engine", "autokeras", "--class-weight", "balanced"], ["--engine kerastuner"]),
+        (["--engine", "autokeras", "--tta", "flip"], ["--tta", "--engine kerastuner"]),
     ],
 )
 def test_refused_before_training(tmp_path, args, words):
@@ -44,10 +45,17 @@ def test_class_weight_choices(tmp_path):
     assert not run.exists()
 
 
+def test_tta_choices(tmp_path):
+    res, run = invoke(tmp_path, "--tta", "mirror")
+    assert res.exit_code == 2
+    assert "'mirror'" in res.output and "auto" in res.output and "flip" in res.output
+    assert not run.exists()
+
+
 def test_help_lists_the_objectives():
     res = CliRunner().invoke(cli, ["search", "image", "--help"])
     text = " ".join(res.output.split())
-    for name in ("val_auc", "val_macro_f1", "--early-stopping", "--class-weight"):
+    for name in ("val_auc", "val_macro_f1", "--early-stopping", "--class-weight", "--tta"):
         assert name in text
 
 

@@ -42,13 +42,14 @@ FOLDER = "photos"
 
 # What each kind trains (the data options are added by `_data_args`). Each one is as small as the
 # command allows: one epoch, tiny models, a few hundred digits, 32-pixel folder images. The two
-# KerasTuner searches run two trials and keep one checkpoint, so one trial's weights are not kept.
+# KerasTuner searches run two trials and keep one checkpoint, so one trial's weights are not kept;
+# the folder search exports a flip test-time-augmented model, so every command meets one.
 TINY_SCRATCH = ["--alpha", "0.35", "--batch-size", "8", "--epochs", "1"]
 COMMANDS: dict[str, list[str]] = {
     "kt-digits": ["search", "image", "--space", "fcn", "--max-trials", "2", "--epochs", "1",
                   "--max-samples", "200", "--keep-checkpoints", "1"],
     "kt-folder": ["search", "image", "--space", "fcn", "--max-trials", "2", "--epochs", "1",
-                  "--image-size", "32", "--keep-checkpoints", "1"],
+                  "--image-size", "32", "--keep-checkpoints", "1", "--tta", "flip"],
     "ak-image": ["search", "image", "--engine", "autokeras", "--block", "vanilla",
                  "--max-trials", "1", "--epochs", "1", "--image-size", "32"],
     "ak-structured": ["search", "structured", "--target", "label", "--max-trials", "1",

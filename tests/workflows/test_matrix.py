@@ -205,6 +205,21 @@ def test_cell(kind: str, command: str, workspace: Workspace) -> None:
     CHECKS[command](kind, workspace.run(kind), workspace)
 
 
+@pytest.mark.slow
+def test_the_folder_search_exports_its_test_time_flip(workspace: Workspace) -> None:
+    """kt-folder is built with --tta flip: run.json and the model card say so (the cells
+    above run every command on that model; evaluate's figure through the SavedModel equals the
+    search's own, so the export holds the flip too)."""
+    run_dir = workspace.run("kt-folder")
+    manifest = runs.load_manifest(run_dir)
+    assert manifest["tta"]["chosen"] == "flip" and manifest["tta"]["passes"] == 2
+    card = json.loads((run_dir / "best" / "model_card.json").read_text())
+    assert card["test_time_augmentation"].startswith("flip")
+    assert "test time augmentation: flip" in (run_dir / "best" / "model_card.md").read_text()
+    digits = runs.load_manifest(workspace.run("kt-digits"))["tta"]
+    assert digits["mode"] == "auto" and digits["chosen"] in ("flip", "none")
+
+
 def test_no_kind_or_command_is_missing() -> None:
     """Every kind meets every command (applies or refuses); select-unkept on every KerasTuner run."""
     assert set(CHECKS) == set(APPLIES)

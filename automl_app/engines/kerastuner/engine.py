@@ -107,7 +107,7 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
     best_model, tta_record = tta.choose(
         cfg.tuner.tta, tuner.hypermodel, best_model, fit_args, tuner.oracle.objective, say, deadline
     )
-    run.update(search=stop, phases=phases, tta=tta_record)
+    run.update(search=stop, phases=phases)
     search_seconds = run.elapsed()
     objective = tuner.oracle.objective.name
     score = _score(best_trial, objective)

@@ -24,8 +24,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timing, pytest.mark.chaos]  # make t
 
 MAX_TRIALS = 60  # enough for trials to stay in flight through the four faults
 # --time-budget of the second case (at least config.MIN_TIME_BUDGET_S, 48 s): the resumed command
-# must outlast the three worker faults, each bounded by LIMIT_S (about 3 x LIMIT_S in a row).
-BUDGET_S = 90
+# must outlast the three worker faults, each bounded by LIMIT_S (about 3 x LIMIT_S in a row), plus
+# a new host-2 worker's start-up (TensorFlow's import beside two CPU hogs) before it rejoins. 90 s
+# was too short on an AVX2-only 2-core machine under `make test-stress`: the resumed search
+# reached its deadline before the rejoin in 2 of 2 runs (it passed alone, in 165 s of test time).
+BUDGET_S = 120
 
 
 def _check(result, run, n_trials: int | None) -> dict:

@@ -205,6 +205,9 @@ class BudgetOracleMixin:
     stop_reason: str | None = None
     stop_message: str | None = None
     min_trial_seconds: float | None = None
+    # With a deadline: after the first finished trial, stop when fewer than this many trials
+    # would fit before it (None: no such check). Set by the budget's explore phase.
+    min_trials: int | None = None
 
     def _budget_durations(self) -> dict[str, float]:
         if "_budget_seconds" not in self.__dict__:
@@ -224,12 +227,32 @@ class BudgetOracleMixin:
         expected = self.expected_trial_seconds() or self.min_trial_seconds or 0.0
         return remaining <= 0.0 or expected > remaining
 
+    def _too_few_fit(self) -> str | None:
+        """After the first finished trial and before any other: why the trials that fit the time
+        left are fewer than `min_trials` (None when enough fit or nothing asks)."""
+        durations = self._budget_durations()
+        if not self.min_trials or self.deadline is None or len(self.trials) != 1:
+            return None
+        if len(durations) != 1:
+            return None
+        first = next(iter(durations.values()))
+        remaining = max(self.deadline.remaining(), 0.0)
+        fit = 1 + int(remaining // max(first, 1e-6))
+        if fit >= self.min_trials:
+            return None
+        return (
+            f"the first trial took {first:.0f}s and {remaining:.0f}s are left: about {fit} "
+            f"trial{'s' * (fit > 1)} would fit, fewer than the {self.min_trials} a comparison needs"
+        )
+
     def create_trial(self, tuner_id: str) -> Any:
         from keras_tuner.engine.trial import Trial, TrialStatus
 
         ongoing = self.ongoing_trials.get(tuner_id)
         if ongoing is not None:  # a multi-worker replica asking for the trial it already runs
             return super().create_trial(tuner_id)
+        if self.stop_reason is None and (few := self._too_few_fit()):
+            self.stop_reason, self.stop_message = "time_budget", few
         if self.stop_reason is None and self._over_budget():
             self.stop_reason = "time_budget"
         # A trial taken back from a lost worker (the retry queue) still runs after the last new

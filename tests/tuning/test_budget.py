@@ -195,6 +195,29 @@ def test_deadline_callback_stops_the_running_trial(tmp_path):
     assert isinstance(budget.deadline_callback(deadline), budget.DeadlineCallback)
 
 
+@pytest.mark.timing
+def test_a_search_where_too_few_trials_fit_ends_after_its_first(tmp_path):
+    # each trial sleeps 3 × 0.2 s: about 3 fit 2 s, fewer than min_trials (5)
+    oracle = _oracle("random", max_trials=50)
+    oracle.deadline = deadline = Deadline.after(2.0)
+    oracle.min_trials = 5
+    tuner = _tuner(oracle, tmp_path, "few", SleepyModel(epoch_s=0.2))
+    tuner.search(epochs=3, callbacks=[budget.deadline_callback(deadline)], verbose=0)
+    assert [t.status for t in oracle.trials.values()] == ["COMPLETED"]
+    assert oracle.stop_reason == "time_budget"
+    assert "fewer than the 5 a comparison needs" in oracle.stop_message
+    assert stop_summary(oracle)["stop_message"] == oracle.stop_message
+
+    # where enough fit (or nothing asks), the search goes on to the deadline as before
+    many = _oracle("random", max_trials=50)
+    many.deadline = deadline = Deadline.after(2.0)
+    many.min_trials = 5
+    _tuner(many, tmp_path, "many", SleepyModel(epoch_s=0.02)).search(
+        epochs=3, callbacks=[budget.deadline_callback(deadline)], verbose=0
+    )
+    assert len(many.trials) >= 5 and many.stop_message is None
+
+
 def test_max_trials_and_space_exhausted(tmp_path):
     oracle = _oracle("random", max_trials=3)
     _tuner(oracle, tmp_path, "max").search(epochs=1, verbose=0)

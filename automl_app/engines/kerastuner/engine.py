@@ -206,6 +206,8 @@ def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, 
         + (f", prune {prune}" if prune != "none" else "")
         + (f", budget {cfg.tuner.time_budget:g}s" if cfg.tuner.time_budget else "")
     )
+    if plan is not None:  # on a machine where too few trials fit, the defaults get the budget
+        tuner.oracle.min_trials = min(sched.MIN_EXPLORE_TRIALS, cfg.tuner.max_trials)
     t0 = time.time()
     explore_args = sched.explore_fit_args(fit_args, data, idx)
     stop = run_search(
@@ -224,13 +226,20 @@ def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, 
     phases = [_phase(name, tuner, n_explore, cfg.tuner.epochs, t0, len(data.x_train), prune)]
     final = chosen = None
     if plan is not None:
-        from automl_app.engines.kerastuner.promote import promote
+        from automl_app.engines.kerastuner.promote import continue_trial, promote
 
         chosen, _ = _best(tuner, stop, load=False)
-        promoted, promote_phase = promote(
-            tuner, fit_args, explore_args, plan, guard.cost, say, tta=cfg.tuner.tta
-        )
-        if promoted is not None:
+        if stop["completed"] == 1 and "y_train" not in fit_args:
+            # one trial (too few fit, or the phase ran out): nothing to promote, and its model
+            # goes on training rather than starting again
+            promoted, promote_phase = continue_trial(tuner, chosen, explore_args, say), None
+            if stop["stop_reason"] == "time_budget" and stop.get("stop_message"):
+                phases[0]["ended"] = stop["stop_message"]
+        else:
+            promoted, promote_phase = promote(
+                tuner, fit_args, explore_args, plan, guard.cost, say, tta=cfg.tuner.tta
+            )
+        if promote_phase is not None:
             chosen = promoted.trial
             phases.append(promote_phase)
         final, phase = sched.refit(
@@ -249,6 +258,11 @@ def _say_stop(tuner, stop: dict[str, Any], say: Say) -> None:
     )
     if stop.get("failure_message"):  # stopped by --max-failures; the best finished trial counts
         say(f"warning: {stop['failure_message']}")
+    elif stop["stop_reason"] == "time_budget" and stop.get("stop_message"):
+        say(
+            f"search: {stop['stop_message']}, so this machine cannot search in this budget: the "
+            "first trial goes on training for the rest of it (a longer --time-budget searches)"
+        )
 
 
 def _phase(name, tuner, n, epochs, t0, n_all=None, prune="none") -> dict[str, Any]:

@@ -48,6 +48,25 @@ class Promoted:
     model: Any
     steps: int  # batches trained in the promote phase
     metrics: dict[str, float] = field(default_factory=dict)
+    source: str = "promote"  # what trained it: the promote phase, or the trial itself
+
+
+def continue_trial(
+    tuner: Any, trial: Any, subset_args: dict[str, Any], say: Say
+) -> Promoted | None:
+    """The trial's own model (its best epoch's checkpoint) to go on training in the refit, when
+    the explore phase ended after it because too few trials fit (there is nothing to promote):
+    its epochs on the subset are part of the refit's training, not thrown away. None when its
+    weights cannot be loaded (the refit then starts from scratch)."""
+    try:
+        model = tuner.load_model(trial)
+    except Exception as exc:  # weights not kept or unreadable: a fresh start still works
+        say(f"final: trial {trial.trial_id}'s weights could not be loaded ({exc}); from scratch")
+        return None
+    batch = int(trial.hyperparameters.values.get("batch_size") or 32)
+    n_subset = int(subset_args["train"].cardinality())
+    steps = (int(trial.best_step or 0) + 1) * max(1, -(-n_subset // batch))
+    return Promoted(trial=trial, model=model, steps=steps, source="its trial")
 
 
 def candidates(tuner: Any, k: int = PROMOTE_K) -> list[Any]:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from support.runs import trial_result_id
 
 from automl_app.cli import cli
+from automl_app.engines.kerastuner.schedule import MIN_EXPLORE_TRIALS
 
 TINY = [
     "search",
@@ -97,9 +98,10 @@ def test_lr_find_saves_plot_and_seeds_first_trial(tmp_path):
 @pytest.mark.timing
 def test_time_budget_stops_and_still_exports(tmp_path):
     # 90 s, not the least budget (48 s): on a slow or busy 2-core machine the start-up takes
-    # ~10 s of it and the first trial's tracing 2 s, so a 7 s explore phase finished one trial
-    # and left promote nothing to choose between (CI, 2026-12-06). The refit stops at its
-    # 100-epoch cap on these 300 examples, so the larger budget costs the test ~25 s.
+    # ~10 s of it and a trial ~3 s (mostly tracing), so a 7 s explore phase finished one trial
+    # and left promote nothing to choose between (CI, 2026-12-06); ~17 s fit four or five, more
+    # than schedule.MIN_EXPLORE_TRIALS (3). The refit stops at its 100-epoch cap on these 300
+    # examples, so the larger budget costs the test ~25 s.
     res, run = search(tmp_path, "--time-budget", "90s", "--max-trials", "100", "--epochs", "2")
     assert res.exit_code == 0, res.output
     manifest = json.loads((run / "run.json").read_text())
@@ -123,6 +125,25 @@ def test_time_budget_stops_and_still_exports(tmp_path):
         assert final["start"] == "continued from promote"
         assert manifest["best_trial"]["trial_id"] == promote["winner"] == final["trial_id"]
     assert f"promote: trial {promote['winner']} goes on to the final refit" in res.output
+
+
+@pytest.mark.slow
+@pytest.mark.timing
+def test_where_too_few_trials_fit_the_first_goes_on_training(tmp_path):
+    # 5,000 epochs cannot finish in the least budget's explore phase on any machine: the first
+    # trial runs to the phase's end, so no second one fits, and none is started
+    res, run = search(tmp_path, "--time-budget", "48s", "--max-trials", "100", "--epochs", "5000")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["trials"]["completed"] == 1 and manifest["stop_reason"] == "time_budget"
+    explore, final = manifest["phases"][0], manifest["phases"][-1]
+    assert [p["phase"] for p in manifest["phases"]] == ["explore", "final"]
+    assert f"fewer than the {MIN_EXPLORE_TRIALS} a comparison needs" in explore["ended"]
+    assert "this machine cannot search in this budget" in res.output
+    if "skipped" not in final:
+        assert final["start"] == "continued from its trial" and final["promoted_steps"] > 0
+        assert "(going on from its trial's weights)" in res.output
+    assert (run / "best" / "saved_model" / "saved_model.pb").exists()
 
 
 @pytest.mark.slow

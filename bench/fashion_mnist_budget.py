@@ -100,10 +100,11 @@ def run_scratch(args, seed: int, budget_s: float) -> dict:
         manifest = json.loads((Path(run_dir) / "run.json").read_text())
         return {"manifest": manifest, "wall_s": time.perf_counter() - t0, "run_dir": run_dir}
 
-    # Every run's first epoch decodes and caches the folder and traces the model (measured
-    # 19.8 s against ~7 s for a later one on intel_scenes), so one one-epoch probe planned too
-    # few epochs and left 40% of the budget unused. Two probes (1 and 3 epochs) give the later
-    # epochs' cost; the run of E epochs takes the one-epoch run's wall plus E − 1 of those.
+    # Every run's first epoch decodes and caches the folder and traces the model, so one
+    # one-epoch probe planned too few epochs: the arm used 125 s of a 300 s budget on
+    # intel_scenes. Two probes (1 and 3 epochs) give the later epochs' cost (measured there:
+    # 57.7 s of wall for the one-epoch run, 20.0 s per later epoch); the run of E epochs takes
+    # the one-epoch run's wall plus E − 1 of those.
     first, third = once(1), once(3)
     steady = (_find(third["manifest"], "fit_seconds") - _find(first["manifest"], "fit_seconds")) / 2
     epochs = 1 + max(0, int((budget_s - first["wall_s"]) / max(steady, 1e-6)))

@@ -206,7 +206,7 @@ def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, 
         + (f", prune {prune}" if prune != "none" else "")
         + (f", budget {cfg.tuner.time_budget:g}s" if cfg.tuner.time_budget else "")
     )
-    if plan is not None:  # on a machine where too few trials fit, the defaults get the budget
+    if plan is not None:  # where too few trials fit, the first one gets the rest of the budget
         tuner.oracle.min_trials = min(sched.MIN_EXPLORE_TRIALS, cfg.tuner.max_trials)
     t0 = time.time()
     explore_args = sched.explore_fit_args(fit_args, data, idx)

@@ -55,9 +55,9 @@ def continue_trial(
     tuner: Any, trial: Any, subset_args: dict[str, Any], say: Say
 ) -> Promoted | None:
     """The trial's own model (its best epoch's checkpoint) to go on training in the refit, when
-    the explore phase ended after it because too few trials fit (there is nothing to promote):
-    its epochs on the subset are part of the refit's training, not thrown away. None when its
-    weights cannot be loaded (the refit then starts from scratch)."""
+    it is the explore phase's only finished trial (too few fit, or the phase ran out: there is
+    nothing to promote): its epochs on the subset are part of the refit's training, not thrown
+    away. None when its weights cannot be loaded (the refit then starts from scratch)."""
     try:
         model = tuner.load_model(trial)
     except Exception as exc:  # weights not kept or unreadable: a fresh start still works

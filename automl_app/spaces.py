@@ -49,6 +49,8 @@ class Space:
     entries: tuple[Entry, ...]
     source: str = "<memory>"
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    # configurations a search tries right after the defaults (`portfolio:` in the file)
+    portfolio: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -159,11 +161,11 @@ def parse(
         raise ConfigError(
             f"{source}: a search space must be a mapping with `model` and `hyperparameters`"
         )
-    unknown_top = set(raw) - {"model", "hyperparameters", "description"}
+    unknown_top = set(raw) - {"model", "hyperparameters", "description", "portfolio"}
     if unknown_top:
         raise ConfigError(
             f"{source}: unknown key {sorted(unknown_top)[0]!r} (allowed: model, "
-            "hyperparameters, description)"
+            "hyperparameters, portfolio, description)"
         )
     model = raw.get("model")
     if not isinstance(model, str):
@@ -189,8 +191,59 @@ def parse(
                 raise ConfigError(
                     f"{source}: hyperparameters.{e.name}.when: unknown parent {parent!r}"
                 )
-    space = Space(model=model, entries=tuple(entries), source=source)
+    portfolio = _parse_portfolio(source, raw.get("portfolio"), {e.name: e for e in entries})
+    space = Space(model=model, entries=tuple(entries), source=source, portfolio=portfolio)
     return apply_overrides(space, overrides or {}, reads=reads)
+
+
+def _parse_portfolio(
+    source: str, raw: Any, entries: Mapping[str, Entry]
+) -> tuple[dict[str, Any], ...]:
+    """`portfolio:` a list of partial configurations (the rest at their defaults), each value
+    one the space allows, so a typo fails before training as any other key of the file does."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(c, Mapping) and c for c in raw):
+        raise ConfigError(
+            f"{source}: `portfolio` must be a list of mappings like "
+            f"[{{learning_rate: 0.003}}]. Received: {raw!r}"
+        )
+    for i, config in enumerate(raw):
+        for name, value in config.items():
+            where = f"{source}: portfolio[{i}].{name}"
+            if name not in entries:
+                raise ConfigError(
+                    f"{where}: not a hyperparameter of the space (it has "
+                    f"{', '.join(sorted(entries))})"
+                )
+            allowed = _allowed_values(entries[name])
+            if not _allows(entries[name], value):
+                raise ConfigError(f"{where} must be {allowed}. Received: {value!r}")
+    return tuple(dict(c) for c in raw)
+
+
+def _allows(e: Entry, value: Any) -> bool:
+    a = e.args
+    if e.type == "choice":
+        return value in a["values"]
+    if e.type == "boolean":
+        return isinstance(value, bool)
+    if e.type == "fixed":
+        return value == a["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (e.type == "float" or isinstance(value, int)) and a["min"] <= value <= a["max"]
+
+
+def _allowed_values(e: Entry) -> str:
+    a = e.args
+    if e.type == "choice":
+        return f"one of {a['values']}"
+    if e.type == "boolean":
+        return "true or false"
+    if e.type == "fixed":
+        return f"{a['value']!r} (fixed)"
+    return f"{'an int' if e.type == 'int' else 'a number'} in {a['min']}..{a['max']}"
 
 
 def _parse_entry(source: str, name: str, spec: Any) -> Entry:
@@ -310,7 +363,15 @@ def apply_overrides(
                 f"--set {name}=...: model {space.model!r} has no hyperparameter {name!r} "
                 f"(it reads {', '.join(sorted(reads))})"
             )
-    return replace(space, entries=tuple(entries), fixed={**space.fixed, **overrides})
+    # a value fixed with --set wins over the portfolio's (the rest of that configuration runs)
+    portfolio = tuple(
+        kept
+        for kept in ({k: v for k, v in c.items() if k not in overrides} for c in space.portfolio)
+        if kept
+    )
+    return replace(
+        space, entries=tuple(entries), fixed={**space.fixed, **overrides}, portfolio=portfolio
+    )
 
 
 def with_min_batch_size(space: Space, minimum: int | None, default: int = 64) -> Space:
@@ -341,7 +402,11 @@ def with_min_batch_size(space: Space, minimum: int | None, default: int = 64) ->
         elif e.type == "fixed" and a["value"] < minimum:
             a["value"] = minimum
         entries[i] = replace(e, args=a)
-        return replace(space, entries=tuple(entries))
+        portfolio = tuple(  # a smaller batch a portfolio entry names gives way to the least one
+            {**c, "batch_size": max(c["batch_size"], minimum)} if "batch_size" in c else c
+            for c in space.portfolio
+        )
+        return replace(space, entries=tuple(entries), portfolio=portfolio)
     if default < minimum:
         entries.append(Entry(name="batch_size", type="fixed", args={"value": minimum}))
     return replace(space, entries=tuple(entries))

@@ -326,7 +326,7 @@ def kerastuner_options(fn: Callable) -> Callable:
                 flag_value=False,
                 default=True,
                 help="Do not run the space's (or hypermodel's) default configuration as the "
-                "first trial.",
+                "first trial, nor the space's portfolio after it.",
             ),
             click.option(
                 "--lr-find",

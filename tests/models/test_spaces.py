@@ -156,3 +156,36 @@ def test_set_overrides_fix_values_and_reject_unknown_names():
         spaces.load("fcn", known=KNOWN, overrides={"units": 3})
     with pytest.raises(UsageError, match="name=value"):
         spaces.parse_set(["learning_rate"])
+
+
+def test_the_cnn_spaces_portfolio_is_valid_and_set_wins_over_it():
+    cnn = spaces.load("cnn", known=KNOWN)
+    assert cnn.portfolio and all(set(c) <= set(cnn.names) for c in cnn.portfolio)
+    fixed = spaces.load("cnn", known=KNOWN, overrides={"block": "plain"})
+    assert all("block" not in c for c in fixed.portfolio)  # the rest of the entry still runs
+    assert all(
+        c.get("batch_size", 256) >= 256 for c in spaces.with_min_batch_size(cnn, 256).portfolio
+    )
+
+
+@pytest.mark.parametrize(
+    "portfolio, fragment",
+    [
+        ([{"units": 3}], "portfolio[0].units: not a hyperparameter of the space"),
+        ([{"optimizer": "sgdd"}], "portfolio[0].optimizer must be one of ['adam', 'sgd']"),
+        ([{}, {"learning_rate": 5.0}], "`portfolio` must be a list of mappings"),
+        ([{"learning_rate": 5.0}], "portfolio[0].learning_rate must be a number in 0.0001..0.1"),
+        ([{"num_layers": 2.5}], "must be an int in 1..3"),
+        ({"num_layers": 2}, "`portfolio` must be a list of mappings"),
+    ],
+)
+def test_a_bad_portfolio_names_the_entry_and_what_is_allowed(portfolio, fragment):
+    hps = {
+        "optimizer": {"type": "choice", "values": ["adam", "sgd"]},
+        "learning_rate": {"type": "float", "min": 1e-4, "max": 0.1, "sampling": "log"},
+        "num_layers": {"type": "int", "min": 1, "max": 3},
+    }
+    raw = {"model": "fcn", "hyperparameters": hps, "portfolio": portfolio}
+    with pytest.raises(ConfigError) as err:
+        spaces.parse(raw, source="t.yaml", known=KNOWN)
+    assert "t.yaml" in str(err.value) and fragment in str(err.value)

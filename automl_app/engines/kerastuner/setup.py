@@ -62,6 +62,12 @@ def make_search_tuner(
     hypermodel = hypermodel_for(space, info.image_shape, info.num_classes,
                                 user=cfg.space.hypermodel, seed=cfg.tuner.seed)  # fmt: skip
     configure_fit(hypermodel, cfg, data.y_train, info.num_classes)
+    if space is not None and space.portfolio and defaults_first and cfg.tuner.tuner != "grid":
+        # The space's portfolio runs right after the defaults (and --enqueue's), before the
+        # tuner's own proposals: configurations that did well before, so a short search judges
+        # them instead of hoping its first random draws find as good (the grid walks its points).
+        enqueue = enqueue + [dict(c) for c in space.portfolio]
+        say(f"search: the space's defaults first, then its portfolio ({_configs(space.portfolio)})")
     if space is not None:
         train, val = data.as_datasets()
         fit_args = {"train": train, "val": val}
@@ -106,6 +112,10 @@ def make_search_tuner(
             f"{type(exc).__name__}: {exc}"
         ) from exc
     return tuner, fit_args
+
+
+def _configs(configs) -> str:
+    return "; ".join(" ".join(f"{k}={v}" for k, v in c.items()) for c in configs)
 
 
 def configure_fit(hypermodel: Any, cfg: SearchConfig, y_train: Any, num_classes: int) -> None:

@@ -462,3 +462,29 @@ def test_tpe_startup_reaches_optunas_sampler(tmp_path):
     oracle = json.loads((run / "tuner" / "oracle.json").read_text())
     assert oracle["tpe"]["n_startup_trials"] == 1
     assert json.loads((run / "run.json").read_text())["config"]["tuner"]["tpe_startup"] == 1
+
+
+@pytest.mark.slow
+def test_the_spaces_portfolio_runs_right_after_the_defaults(tmp_path):
+    from automl_app import models, spaces
+
+    (portfolio,) = spaces.load("cnn", known=models.known()).portfolio
+    base = ["search", "image", "--max-samples", "200", "--seed", "0", "--epochs", "1"]
+    run = tmp_path / "cnn"
+    res = CliRunner().invoke(
+        cli, [*base, "--max-trials", "2", "--run-dir", str(run)], prog_name="automl"
+    )
+    assert res.exit_code == 0, res.output
+    assert "then its portfolio (block=residual" in res.output
+    first, second = rows(run)
+    assert first["hp_block"] == "plain"  # the defaults
+    for name, value in portfolio.items():  # the rest of the entry at the space's defaults
+        assert second[f"hp_{name}"] == str(value), name
+    assert second["hp_filters"] == first["hp_filters"]
+    for flags in (["--no-defaults-first"], ["--tuner", "grid"]):  # neither runs the portfolio
+        out = tmp_path / flags[-1].strip("-")
+        res = CliRunner().invoke(
+            cli, [*base, "--max-trials", "1", *flags, "--run-dir", str(out)], prog_name="automl"
+        )
+        assert res.exit_code == 0, res.output
+        assert "then its portfolio" not in res.output

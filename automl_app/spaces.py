@@ -402,8 +402,8 @@ def with_min_batch_size(space: Space, minimum: int | None, default: int = 64) ->
         elif e.type == "fixed" and a["value"] < minimum:
             a["value"] = minimum
         entries[i] = replace(e, args=a)
-        portfolio = tuple(  # a smaller batch a portfolio entry names gives way to the least one
-            {**c, "batch_size": max(c["batch_size"], minimum)} if "batch_size" in c else c
+        portfolio = tuple(  # a portfolio's smaller batch gives way to the (raised) default
+            {k: v for k, v in c.items() if not (k == "batch_size" and v < minimum)}
             for c in space.portfolio
         )
         return replace(space, entries=tuple(entries), portfolio=portfolio)

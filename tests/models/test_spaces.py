@@ -163,9 +163,18 @@ def test_the_cnn_spaces_portfolio_is_valid_and_set_wins_over_it():
     assert cnn.portfolio and all(set(c) <= set(cnn.names) for c in cnn.portfolio)
     fixed = spaces.load("cnn", known=KNOWN, overrides={"block": "plain"})
     assert all("block" not in c for c in fixed.portfolio)  # the rest of the entry still runs
-    assert all(
-        c.get("batch_size", 256) >= 256 for c in spaces.with_min_batch_size(cnn, 256).portfolio
+    small = spaces.parse(
+        {
+            "model": "cnn",
+            "hyperparameters": {
+                "batch_size": {"type": "choice", "values": [32, 256]},
+                "filters": {"type": "choice", "values": [16, 32]},
+            },
+            "portfolio": [{"batch_size": 32, "filters": 16}],
+        },
+        known=KNOWN,
     )
+    assert spaces.with_min_batch_size(small, 64).portfolio == ({"filters": 16},)
 
 
 @pytest.mark.parametrize(

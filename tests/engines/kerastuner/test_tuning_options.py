@@ -129,10 +129,19 @@ def test_time_budget_stops_and_still_exports(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timing
-def test_where_too_few_trials_fit_the_first_goes_on_training(tmp_path):
+@pytest.mark.parametrize("source", ["dataset", "folder"])
+def test_where_too_few_trials_fit_the_first_goes_on_training(tmp_path, source):
     # 5,000 epochs cannot finish in the least budget's explore phase on any machine: the first
     # trial runs to the phase's end, so no second one fits, and none is started
-    res, run = search(tmp_path, "--time-budget", "48s", "--max-trials", "100", "--epochs", "5000")
+    data = []
+    if source == "folder":  # photos of several sizes and some bad files, decoded by the scan
+        from support.images import make_folder
+
+        make_folder(tmp_path / "photos")
+        data = ["--data-dir", str(tmp_path / "photos"), "--image-size", "32"]
+    res, run = search(
+        tmp_path, *data, "--time-budget", "48s", "--max-trials", "100", "--epochs", "5000"
+    )
     assert res.exit_code == 0, res.output
     manifest = json.loads((run / "run.json").read_text())
     assert manifest["trials"]["completed"] == 1 and manifest["stop_reason"] == "time_budget"

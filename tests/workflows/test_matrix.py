@@ -220,6 +220,14 @@ def test_the_folder_search_exports_its_test_time_flip(workspace: Workspace) -> N
     assert digits["mode"] == "auto" and digits["chosen"] in ("flip", "none")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_run_records_what_its_test_and_export_took(kind: str, workspace: Workspace) -> None:
+    finish = runs.load_manifest(workspace.run(kind))["finish_seconds"]
+    assert set(finish) == {"test", "export"} and all(v >= 0 for v in finish.values()), finish
+    assert finish["export"] > 0  # every kind writes and reloads a SavedModel
+
+
 def test_no_kind_or_command_is_missing() -> None:
     """Every kind meets every command (applies or refuses); select-unkept on every KerasTuner run."""
     assert set(CHECKS) == set(APPLIES)

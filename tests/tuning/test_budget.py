@@ -472,3 +472,27 @@ def test_lost_workers_trial_is_skipped_past_the_time_budget(tmp_path):
     assert trial.status == "FAILED" and budget.skip_reason(trial.message)
     summary = stop_summary(oracle)
     assert summary["skipped"] == 1 and summary["failed"] == 0
+
+
+def test_the_final_refit_keeps_what_the_measured_passes_need_within_the_planned_reserve():
+    """The reserve after the refit comes from the search's measured validation passes and
+    start-ups: never more than planned, never less than RESERVE_MIN_S, all of it unmeasured."""
+    from automl_app.engines.kerastuner import schedule
+    from automl_app.tuning.guard import CostModel
+
+    plan = schedule.plan_schedule(Deadline.after(600), n_train=54000)
+    assert plan.reserve_s == pytest.approx(48, abs=0.5)
+    cost = CostModel()
+    assert schedule.finish_reserve(plan, cost, macs=10**6, n_val=6000) == plan.reserve_s
+
+    def measured(val_pass_s: float, startup_s: float) -> float:
+        cost = CostModel()
+        cost.observe("0", 10**6, 128, 6000, {"val": [val_pass_s], "startup": [startup_s]})
+        return schedule.finish_reserve(plan, cost, macs=10**6, n_val=6000)
+
+    assert measured(0.5, 1.0) == schedule.RESERVE_MIN_S  # 1.5 × (5 + 2) s is less than it
+    expected = schedule.FINISH_SAFETY * (
+        schedule.FINISH_PASSES * 2.0 + schedule.FINISH_STARTUPS * 3.0
+    )
+    assert measured(2.0, 3.0) == pytest.approx(expected)  # 39 s: between the bounds
+    assert measured(10.0, 3.0) == plan.reserve_s  # a dear model keeps the whole plan

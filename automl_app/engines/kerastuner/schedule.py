@@ -95,7 +95,7 @@ class BudgetSchedule:
                 if self.promote_s
                 else ", then refit the best on all of them"
             )
-            + f"; {self.reserve_s:.0f}s kept for evaluation and export"
+            + f"; up to {self.reserve_s:.0f}s kept for evaluation and export"
         )
 
 
@@ -103,6 +103,27 @@ def reserve_seconds(total: float) -> float:
     """Seconds of a `total`-second budget kept for what follows the trials (evaluation, export,
     report): RESERVE_SHARE of it, at least RESERVE_MIN_S, at most RESERVE_MAX_S and a quarter."""
     return min(max(RESERVE_SHARE * total, RESERVE_MIN_S), RESERVE_MAX_S, RESERVE_MAX_SHARE * total)
+
+
+# What follows the final refit, in validation passes of its model: the TTA check (3: the plain
+# pass and the mirror's two) and the test split (up to ~3 validation splits' worth, twice with the
+# mirror); the export traces the model about as often as a fit's start-up (FINISH_STARTUPS). The
+# planned reserve (RESERVE_SHARE) is a guess made before anything was measured: on Fashion-MNIST
+# at 10 minutes it kept 48 s where evaluation, export and report then took 3–4 s (run.json
+# search_seconds against the wall), i.e. two refit epochs idle.
+FINISH_PASSES = 10
+FINISH_STARTUPS = 2
+FINISH_SAFETY = 1.5  # a busy machine varies
+
+
+def finish_reserve(schedule: BudgetSchedule, cost: CostModel, macs: int, n_val: int) -> float:
+    """Seconds the final refit leaves for evaluation, export and the report, from what the
+    search measured (its validation passes and start-ups), with FINISH_SAFETY: at least
+    RESERVE_MIN_S, at most the planned reserve (kept whole when no validation was measured)."""
+    if not cost.val_seconds(macs, n_val):
+        return schedule.reserve_s
+    predicted = FINISH_PASSES * cost.val_seconds(macs, n_val) + FINISH_STARTUPS * cost.startup()
+    return min(schedule.reserve_s, max(RESERVE_MIN_S, FINISH_SAFETY * predicted))
 
 
 def trials_deadline(deadline: Deadline) -> Deadline:
@@ -252,11 +273,13 @@ def refit(
     hp = best_trial.hyperparameters.copy()
     n_train = schedule.n_train
     phase: dict[str, Any] = {"phase": "final", "trials": 1, "data": "train", "seconds": 0.0}
-    stop = schedule.refit_deadline()
     model = start.model if start is not None else hypermodel.build(hp)
     done_steps = start.steps if start is not None else 0
     phase["start"] = f"continued from {start.source}" if start is not None else "from scratch"
-    val_s = cost.val_seconds(forward_macs(model), n_val(fit_args))
+    macs = forward_macs(model)
+    val_s = cost.val_seconds(macs, n_val(fit_args))
+    phase["reserve_s"] = kept = round(finish_reserve(schedule, cost, macs, n_val(fit_args)), 1)
+    stop = Deadline(at=schedule.deadline.at - kept, seconds=schedule.deadline.seconds)
     left = stop.remaining() - cost.startup() - val_s
     key = str(best_trial.trial_id)
     steps, per_epoch_steps, per_epoch = _plan_steps(cost, model, hp, key, n_train, left)
@@ -293,7 +316,8 @@ def refit(
         + (
             f"until {timed.end_at - time.time():.0f}s from now (about {planned:g} epochs, at most "
             f"{MAX_REFIT_EPOCHS}; a cosine learning rate over that time, reaching 0 at its end; "
-            "weights averaged)"
+            f"weights averaged; {kept:.0f}s kept for evaluation and export, from the measured "
+            "validation passes)"
             if timed
             else f"for {planned:g} epochs ({schedule_name} learning rate over them), about "
             f"{planned * per_epoch:.0f}s of the {stop.remaining():.0f}s left"

@@ -1,0 +1,49 @@
+"""Promote judges distinct configurations: a near twin of a leader does not take a slot."""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+
+from automl_app.engines.kerastuner.promote import distinct
+
+
+def _trial(trial_id: str, score: float | None, **values) -> kt.engine.trial.Trial:
+    hps = kt.HyperParameters()
+    hps.Choice("block", ["plain", "residual"], default="plain")
+    hps.Float("learning_rate", 3e-4, 3e-3, sampling="log", default=1e-3)
+    hps.Float("dropout_rate", 0.0, 0.5, step=0.1, default=0.3)
+    hps.Int("conv_blocks", 2, 3, default=2)
+    for name, value in values.items():
+        hps.values[name] = value
+    trial = kt.engine.trial.Trial(hps, trial_id=trial_id, status="COMPLETED")
+    trial.score = score
+    return trial
+
+
+def test_a_near_twin_gives_its_slot_to_the_next_configuration_and_is_named():
+    leaders = [
+        _trial("002", 0.91, block="residual", learning_rate=0.0028, dropout_rate=0.2),
+        _trial("001", 0.90, block="residual", learning_rate=0.003, dropout_rate=0.2),
+        _trial("000", 0.89),
+        _trial("003", 0.88, conv_blocks=3),
+    ]
+    said: list[str] = []
+    picked = distinct(leaders, 3, said.append)
+    assert [t.trial_id for t in picked] == ["002", "000", "003"]
+    assert said == [
+        "promote: trial 001 is trial 002 but for learning_rate 0.003 vs 0.0028: judged once"
+    ]
+
+
+def test_values_a_range_apart_or_of_another_kind_stay_distinct():
+    leaders = [
+        _trial("000", 0.9),
+        _trial("001", 0.9, learning_rate=0.0013),  # 11% of the log range away
+        _trial("002", 0.9, dropout_rate=0.2),  # one step of 0.1 is 20% of the range
+        _trial("003", 0.9, conv_blocks=3),  # an Int is never near
+        _trial("004", None, block="residual"),  # not scored: never judged
+        _trial("005", 0.8),  # the same values as 000: skipped without a line
+    ]
+    said: list[str] = []
+    assert [t.trial_id for t in distinct(leaders, 5, said.append)] == ["000", "001", "002", "003"]
+    assert said == []

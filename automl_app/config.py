@@ -28,7 +28,7 @@ SPACE_OBJECTIVES = (
 # What AutoKeras ranks by: its own metrics (accuracy and loss), not AUC or F1.
 AUTOKERAS_OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
 CLASS_WEIGHTS = ("none", "balanced")
-TTA_CHOICES = ("auto", "flip", "none")  # the exported model's test-time augmentation
+TTA_CHOICES = ("auto", "flip", "shift", "none")  # the exported model's test-time augmentation
 # The least --time-budget of a (single-process) KerasTuner search: its schedule
 # (engines/kerastuner/schedule.py) keeps at least RESERVE_MIN_S = 12 s for evaluation and export
 # and at most a quarter of the budget, so below 4 x 12 s the export would eat the search's time.
@@ -91,7 +91,9 @@ class TunerConfig:
     defaults_first: bool = True  # the space's (or hypermodel's) defaults are the first trial
     early_stopping: int | None = None  # patience in epochs: Keras EarlyStopping on the objective
     class_weight: str = "none"  # or balanced: scikit-learn's weights from the train labels
-    tta: str = "auto"  # exported model's test-time augmentation: auto (by validation), flip, none
+    tta: str = (
+        "auto"  # exported model's test-time augmentation: auto (by validation), flip, shift, none
+    )
 
 
 @dataclass(frozen=True)

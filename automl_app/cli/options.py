@@ -281,8 +281,9 @@ def kerastuner_options(fn: Callable) -> Callable:
                 default="auto",
                 show_default=True,
                 help="Test-time augmentation of the exported model: flip averages it over the "
-                "image and its mirror (2 forward passes per image); auto keeps that only when "
-                "it validates better.",
+                "image and its mirror (2 forward passes per image), shift over the image and its "
+                "four 1-pixel shifts (5 passes); auto keeps the one that validates best, or "
+                "none.",
             ),
             click.option(
                 "--class-weight",

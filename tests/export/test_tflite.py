@@ -6,6 +6,8 @@ with fixed_image_spec; export_saved_model with folder_image_spec), then converte
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -217,3 +219,26 @@ def test_a_flip_between_near_tied_classes_is_excused_a_real_one_is_not():
     real = np.array([[0.34, 0.33, 0.33], [0.05, 0.9, 0.05]])
     stats, problem = check.compare(ref, real, max_prob_diff=0.1, min_agreement=0.95)
     assert stats["near_ties"] == 0 and "top-1 agreement 0.5000" in problem
+
+
+@pytest.mark.parametrize("kind", ["flip", "shift"])
+def test_a_test_time_augmented_model_exports_to_phones_and_onnx(tmp_path, kind):
+    """The views are stock layers: the SavedModel, TFLite (builtin ops only) and ONNX all hold
+    them and agree with the Keras model."""
+    from automl_app.models.tta import with_tta
+
+    model, x = _train((8, 8, 1), seed=2)
+    wrapped, raw = with_tta(model, kind), x[..., 0]
+    best = tmp_path / "best"
+    export.export_best(
+        wrapped, export.fixed_image_spec(8, 8, 1), raw[:8], best, labels=["a", "b"], card={}
+    )
+    saved = best / "saved_model"
+    want = wrapped.predict(x[:5] / 255.0, verbose=0)
+    want = np.exp(want) / np.exp(want).sum(axis=1, keepdims=True)  # the export's softmax
+    np.testing.assert_allclose(_serve(saved, raw[:5]), want, atol=1e-5)
+    info = export.export_tflite(saved, tmp_path / "m.tflite", check_images=raw[48:])
+    assert not info["select_tf_ops"] and info["agreement"] == 1.0
+    if importlib.util.find_spec("tf2onnx") and importlib.util.find_spec("onnxruntime"):
+        info = export.export_onnx(saved, tmp_path / "m.onnx", check_images=raw[:32])
+        assert info["agreement"] == 1.0

@@ -490,9 +490,9 @@ def test_the_final_refit_keeps_what_the_measured_passes_need_within_the_planned_
         cost.observe("0", 10**6, 128, 6000, {"val": [val_pass_s], "startup": [startup_s]})
         return schedule.finish_reserve(plan, cost, macs=10**6, n_val=6000)
 
-    assert measured(0.5, 1.0) == schedule.RESERVE_MIN_S  # 1.5 × (5 + 2) s is less than it
+    assert measured(0.2, 1.0) == schedule.RESERVE_MIN_S  # 1.5 × (3.6 + 2) s is less than it
     expected = schedule.FINISH_SAFETY * (
-        schedule.FINISH_PASSES * 2.0 + schedule.FINISH_STARTUPS * 3.0
+        schedule.FINISH_PASSES * 1.0 + schedule.FINISH_STARTUPS * 2.0
     )
-    assert measured(2.0, 3.0) == pytest.approx(expected)  # 39 s: between the bounds
+    assert measured(1.0, 2.0) == pytest.approx(expected)  # 33 s: between the bounds
     assert measured(10.0, 3.0) == plan.reserve_s  # a dear model keeps the whole plan

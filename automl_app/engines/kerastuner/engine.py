@@ -157,12 +157,12 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
         },
         diagnose=lambda chance: _diagnose(tuner, best_trial, phases, data, final, chance),
         best_line=f"best trial {best_trial.trial_id}: {objective}={score:.4f}",
-        test_note=_test_note(final is not None, tta_record["chosen"] == "flip"),
+        test_note=_test_note(final is not None, tta_record["chosen"]),
     )
 
 
-def _test_note(refit: bool, flip: bool) -> str:
-    parts = ["the final refit"] * refit + ["flip test-time augmentation"] * flip
+def _test_note(refit: bool, tta: str) -> str:
+    parts = ["the final refit"] * refit + [f"{tta} test-time augmentation"] * (tta != "none")
     return f" ({', '.join(parts)})" if parts else ""
 
 

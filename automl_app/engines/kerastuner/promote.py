@@ -150,10 +150,10 @@ def promote(
     """Train the leaders on the explore subset (`subset_args`) for the refit's epochs, equal
     time each; return the winner and the phase record, or (None, None) when there is nothing to
     choose between or no time to judge (a user hypermodel's arrays, one finished trial, or a
-    share shorter than two epochs on the subset). With `tta` auto (or flip) each candidate is
-    judged as it would be exported: by the better of its plain and mirror-averaged validation
-    (or the mirror-averaged one), so a configuration trained with flips is not judged without
-    the test-time flip it would get."""
+    share shorter than two epochs on the subset). With `tta` auto (or flip, shift) each candidate
+    is judged as it would be exported: by the best of its plain and view-averaged validation (or
+    the forced view's), so a configuration trained with flips or shifts is not judged without the
+    test-time views it would get."""
     if "y_train" in fit_args or not n_val(fit_args) or schedule.promote_s <= 0:
         return None, None
     from automl_app.models.cost import forward_macs
@@ -198,10 +198,10 @@ def promote(
         )
         t_val = time.time()
         metrics = val_metrics(hypermodel, model, fit_args)
-        flipped = _flip_metrics(tta, hypermodel, model, fit_args)
+        views = _view_metrics(tta, hypermodel, model, fit_args)
         val_s = time.time() - t_val
         epochs = round(steps / max(1, -(-n_subset // batch)), 2)
-        value = _judged(tta, objective, metrics, flipped)
+        value = _judged(tta, objective, metrics, views)
         rows.append(
             {
                 "trial_id": trial.trial_id,
@@ -211,7 +211,11 @@ def promote(
                 "seconds": round(seconds, 2),
                 "val_seconds": round(val_s, 2),  # judging it (with the mirror where asked)
                 **{k: round(v, 6) for k, v in metrics.items()},
-                **{f"{k}_flip": round(v, 6) for k, v in flipped.items() if k == objective.name},
+                **{
+                    f"{objective.name}_{kind}": round(m[objective.name], 6)
+                    for kind, m in views.items()
+                    if objective.name in m
+                },
             }
         )
         say(
@@ -246,24 +250,29 @@ def promote(
     return best, phase
 
 
-def _flip_metrics(tta: str, hypermodel, model, fit_args) -> dict[str, float]:
-    """The candidate's validation metrics with the test-time flip (empty when not asked or the
-    model takes no images)."""
-    from automl_app.models.tta import can_flip, with_flip_tta
+def _view_metrics(tta: str, hypermodel, model, fit_args) -> dict[str, dict[str, float]]:
+    """The candidate's validation metrics through each test-time view `tta` may export (auto:
+    all of them; flip or shift: that one); empty when not asked or the model takes no images."""
+    from automl_app.engines.kerastuner.tta import VIEWS
+    from automl_app.models.tta import can_augment, with_tta
 
-    if tta == "none" or not can_flip(model):
+    if tta == "none" or not can_augment(model):
         return {}
-    return val_metrics(hypermodel, with_flip_tta(model), fit_args)
+    kinds = VIEWS if tta == "auto" else (tta,)
+    return {k: val_metrics(hypermodel, with_tta(model, k), fit_args) for k in kinds}
 
 
-def _judged(tta: str, objective, plain: dict[str, float], flipped: dict[str, float]):
-    """The objective value the candidate would be exported with (tta: auto, flip or none)."""
+def _judged(tta: str, objective, plain: dict[str, float], views: dict[str, dict[str, float]]):
+    """The objective value the candidate would be exported with (tta: auto, flip, shift or
+    none): the forced view's, or auto's best of the plain model and each view."""
     name = objective.name
-    value, mirrored = plain.get(name), flipped.get(name)
-    if mirrored is None:
-        return value
-    if tta == "flip" or value is None or objective.better_than(mirrored, value):
-        return mirrored
+    if tta in views:
+        return views[tta].get(name)
+    value = plain.get(name)
+    for metrics in views.values():
+        seen = metrics.get(name)
+        if seen is not None and (value is None or objective.better_than(seen, value)):
+            value = seen
     return value
 
 

@@ -1,5 +1,6 @@
-"""--tta auto keeps the mirror-averaged model only when it validates better; flip and none are
-obeyed; a model that takes no images, or no time left, keeps the plain model (and says why)."""
+"""--tta auto keeps the view (mirror, 1-pixel shifts) that validates best, or none; flip, shift
+and none are obeyed; a model that takes no images, or no time left, keeps the plain model (and
+says why)."""
 
 from __future__ import annotations
 
@@ -21,15 +22,15 @@ H = W = 4
 OBJECTIVE = kt.Objective("val_accuracy", "max")
 
 
-def column_model(column: int) -> keras.Model:
-    """Class 1 when the given column is bright: p1 = sigmoid(3 * column sum - 2.2)."""
+def column_model(column: int, bias: float = 2.2) -> keras.Model:
+    """Class 1 when the given column is bright: p1 = sigmoid(3 * column sum - bias)."""
     inputs = keras.Input(shape=(H, W, 1))
     x = keras.layers.Flatten()(inputs)
     dense = keras.layers.Dense(2, activation="softmax")
     out = dense(x)
     kernel = np.zeros((H * W, 2), "float32")
     kernel[[r * W + column for r in range(H)], 1] = 3.0
-    dense.set_weights([kernel, np.array([0.0, -2.2], "float32")])
+    dense.set_weights([kernel, np.array([0.0, -bias], "float32")])
     return keras.Model(inputs, out)
 
 
@@ -58,10 +59,27 @@ def test_auto_keeps_the_mirror_when_it_validates_better():
     model = column_model(0)
     chosen, record, lines = choose("auto", model, [0, W - 1, None, None] * 5)
     assert record["chosen"] == "flip" and chosen is not model
-    assert record["validation"] == {"none": 0.75, "flip": 1.0}
+    # the shifts do not reach the far edge: 0.75 as plain
+    assert record["validation"] == {"none": 0.75, "flip": 1.0, "shift": 0.75}
     assert record["passes"] == 2 and record["inference_time_ratio"] > 0
+    assert set(record["inference_time_ratios"]) == {"flip", "shift"}
     assert "test-time augmentation: flip" in lines[-1] and "0.7500 without" in lines[-1]
     assert tta.describe(record).startswith("flip: the mean over the image and its mirror")
+
+
+def test_auto_keeps_the_shifts_where_they_validate_best():
+    # bars in columns 0 and 1 mean class 1; the model looks at column 1 only and leans to class 1
+    # (p1 = 0.43 on what it does not see): one shifted view of a column-0 bar tips it over 0.5,
+    # the mirror does not (it moves that bar to the far edge)
+    model = column_model(1, bias=0.3)
+    chosen, record, lines = choose("auto", model, [0, 1, None, W - 1] * 5, positive=(0, 1))
+    assert record["chosen"] == "shift" and chosen is not model
+    assert record["validation"] == {"none": 0.75, "flip": 0.75, "shift": 1.0}
+    assert record["passes"] == 5
+    assert "test-time augmentation: shift" in lines[-1] and "with the 1-pixel shifts" in lines[-1]
+    assert tta.describe(record).startswith("shift: the mean over the image and its four 1-pixel")
+    x, _ = bars([0])
+    assert chosen.predict(x, verbose=0)[0, 1] > 0.5
 
 
 def test_auto_declines_it_where_left_and_right_differ():
@@ -71,11 +89,12 @@ def test_auto_declines_it_where_left_and_right_differ():
     chosen, record, lines = choose("auto", model, [0, W - 1, None] * 5, positive=(0,))
     assert record["chosen"] == "none" and chosen is model
     assert record["validation"]["none"] > record["validation"]["flip"]
+    assert record["validation"]["none"] >= record["validation"]["shift"]
     assert "test-time augmentation: none" in lines[-1]
     assert tta.describe(record) == "none"
 
 
-def test_flip_and_none_are_obeyed_without_validating():
+def test_flip_shift_and_none_are_obeyed_without_validating():
     model = column_model(0)
     chosen, record, _ = choose("none", model, [0, None])
     assert chosen is model and record == {"mode": "none", "chosen": "none"}
@@ -84,6 +103,9 @@ def test_flip_and_none_are_obeyed_without_validating():
     assert "--tta flip" in lines[-1]
     x, _ = bars([W - 1])
     assert chosen.predict(x, verbose=0)[0, 1] > 0.5  # the mirror sees the right-edge bar
+    chosen, record, lines = choose("shift", model, [0, None])
+    assert record == {"mode": "shift", "chosen": "shift", "passes": 5, "reason": "--tta shift"}
+    assert chosen is not model and "--tta shift" in lines[-1]
 
 
 def test_a_model_without_images_keeps_its_plain_outputs():

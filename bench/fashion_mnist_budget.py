@@ -14,7 +14,7 @@ Per seed, side by side:
   a few seconds for the evaluation) with the search's own refit recipe, which the defaults get
   too: a cosine learning rate over the time left reaching 0 at the deadline, the weight
   average (EMA) or the last weights, whichever validates better, and `--tta auto` (the
-  mirror-averaged model when it validates better); then evaluated on the test
+  view, mirror or 1-pixel shifts, that validates best, or none); then evaluated on the test
   split, as a hand-written Keras script would. No export, no report: it only has to train.
 - scratch (`--scratch`, folders): `automl train-scratch mobilenetv2 --recipe
   mobilenetv2_scratch_fast --image-size 64` for as many epochs as fit B, counted from a one- and
@@ -179,7 +179,7 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     objective = kt.Objective("val_accuracy", "max")
     metrics = schedule.val_metrics(hm, model, fit_args)
     metrics, kept = schedule.average_or_last(hm, model, fit_args, metrics, last.weights, objective)
-    # the search's --tta auto too: the mirror-averaged model when it validates better
+    # the search's --tta auto too: the view (mirror, 1-pixel shifts) that validates best, or none
     model, tta_record = tta.choose("auto", hm, model, fit_args, objective, lambda line: None)
     x_test, y_test = data.test()
     ds = t.data.Dataset.from_tensor_slices((x_test, y_test))

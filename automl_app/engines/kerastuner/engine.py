@@ -242,10 +242,11 @@ def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, 
         if promote_phase is not None:
             chosen = promoted.trial
             phases.append(promote_phase)
+        gc_s = sched.collect_garbage()
         final, phase = sched.refit(
             tuner, chosen, fit_args, plan, guard.cost, n_explore, say, start=promoted
         )
-        phases.append(phase)
+        phases.append({**phase, "gc_seconds_before": gc_s})
     return tuner, fit_args, stop, phases, final, chosen
 
 

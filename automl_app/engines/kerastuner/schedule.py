@@ -126,6 +126,22 @@ def finish_reserve(schedule: BudgetSchedule, cost: CostModel, macs: int, n_val: 
     return min(schedule.reserve_s, max(RESERVE_MIN_S, FINISH_SAFETY * predicted))
 
 
+def collect_garbage() -> float:
+    """Free the explore trials' and promote losers' models now; the seconds it took.
+
+    They sit in reference cycles only the collector frees, and freeing TensorFlow's traced
+    functions is slow (the command's last collection took 14.6 s, measured with gc.callbacks).
+    Budgeted bench runs stalled 35–65 s at random points (4 runs in two sessions: promote, after
+    the final refit, export; py-spy showed the main thread blocked inside TensorFlow while
+    tracing), past the reserve; a collection at the collector's own moment is the likely cause.
+    Before the final refit its wall-clock schedule absorbs the time."""
+    import gc
+
+    t0 = time.time()
+    gc.collect()
+    return round(time.time() - t0, 2)
+
+
 def trials_deadline(deadline: Deadline) -> Deadline:
     """When a parallel search's trials must end: the whole budget's deadline less a reserve for
     what the launching command does after them (reload the tuner, load the best model, evaluate,

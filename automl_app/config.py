@@ -91,9 +91,7 @@ class TunerConfig:
     defaults_first: bool = True  # the space's (or hypermodel's) defaults are the first trial
     early_stopping: int | None = None  # patience in epochs: Keras EarlyStopping on the objective
     class_weight: str = "none"  # or balanced: scikit-learn's weights from the train labels
-    tta: str = (
-        "auto"  # exported model's test-time augmentation: auto (by validation), flip, shift, none
-    )
+    tta: str = "auto"  # test-time augmentation: auto (by validation), flip, shift, none
 
 
 @dataclass(frozen=True)

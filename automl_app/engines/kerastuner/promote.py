@@ -209,7 +209,7 @@ def promote(
                 "epochs": epochs,
                 "planned_epochs": round(planned, 2),
                 "seconds": round(seconds, 2),
-                "val_seconds": round(val_s, 2),  # judging it (with the mirror where asked)
+                "val_seconds": round(val_s, 2),  # judging it (through its views where asked)
                 **{k: round(v, 6) for k, v in metrics.items()},
                 **{
                     f"{objective.name}_{kind}": round(m[objective.name], 6)

@@ -107,8 +107,8 @@ def reserve_seconds(total: float) -> float:
 
 # What follows the final refit, in validation passes of its model: the TTA check (8: the plain
 # pass, the mirror's two, the shifts' five) and the test split (about 2 validation splits' worth,
-# up to five passes each with the shifts); the export traces the model about as often as a fit's start-up (FINISH_STARTUPS). The
-# planned reserve (RESERVE_SHARE) is a guess made before anything was measured: on Fashion-MNIST
+# up to five passes each with the shifts); the export traces the model about as often as a fit's
+# start-up (FINISH_STARTUPS). The planned reserve (RESERVE_SHARE) is a guess made before anything was measured: on Fashion-MNIST
 # at 10 minutes it kept 48 s where evaluation, export and report then took 3–4 s (run.json
 # search_seconds against the wall), i.e. two refit epochs idle.
 FINISH_PASSES = 18

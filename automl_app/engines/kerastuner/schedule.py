@@ -120,9 +120,10 @@ def finish_reserve(schedule: BudgetSchedule, cost: CostModel, macs: int, n_val: 
     """Seconds the final refit leaves for evaluation, export and the report, from what the
     search measured (its validation passes and start-ups), with FINISH_SAFETY: at least
     RESERVE_MIN_S, at most the planned reserve (kept whole when no validation was measured)."""
-    if not cost.val_seconds(macs, n_val):
+    val_s = cost.val_seconds(macs, n_val)
+    if not val_s:
         return schedule.reserve_s
-    predicted = FINISH_PASSES * cost.val_seconds(macs, n_val) + FINISH_STARTUPS * cost.startup()
+    predicted = FINISH_PASSES * val_s + FINISH_STARTUPS * cost.startup()
     return min(schedule.reserve_s, max(RESERVE_MIN_S, FINISH_SAFETY * predicted))
 
 

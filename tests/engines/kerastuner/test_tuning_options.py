@@ -497,3 +497,17 @@ def test_the_spaces_portfolio_runs_right_after_the_defaults(tmp_path):
         )
         assert res.exit_code == 0, res.output
         assert "then its portfolio" not in res.output
+
+
+def test_tta_shift_through_the_cli_exports_the_shifted_views(tmp_path):
+    """--tta shift end to end: run.json, the model card and the test line name the view, and the
+    exported SavedModel serves the five-view model."""
+    res, run = search(tmp_path, "--max-trials", "1", "--epochs", "1", "--tta", "shift")
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["tta"] == {"mode": "shift", "chosen": "shift", "passes": 5,
+                               "reason": "--tta shift"}  # fmt: skip
+    card = json.loads((run / "best" / "model_card.json").read_text())
+    assert card["test_time_augmentation"].startswith("shift: the mean over the image and its four")
+    assert "shift test-time augmentation" in res.output
+    assert (run / "best" / "saved_model").is_dir()

@@ -257,7 +257,10 @@ def main() -> None:
         summary[kind] = {"accuracies": accs, "wall_over_budget": walls}
     if all("search" in r and "defaults" in r for r in results):
         diffs = [r["search"]["test_accuracy"] - r["defaults"]["test_accuracy"] for r in results]
-        print(f"difference search - defaults: {_mean_std(diffs)} (aim >= +0.005)")
+        print(
+            f"difference search - defaults: {_mean_std(diffs)} (issue 18's aims: >= +0.003 "
+            "mean, the search >= 0.935 mean, wall <= 630 s at 10 minutes)"
+        )
         summary["difference"] = diffs
     if all("search" in r and "scratch" in r for r in results) and results:
         diffs = [r["search"]["test_accuracy"] - r["scratch"]["test_accuracy"] for r in results]

@@ -32,7 +32,7 @@ def run_role(
     KERASTUNER_TUNER_ID / _ORACLE_IP / _ORACLE_PORT must be set: the chief serves KerasTuner's
     oracle over gRPC, workers ask it for trials and train them (KerasTuner's distributed mode).
     `load_space(cfg)` and `make_search_tuner(cfg, space, data, run_dir, say, deadline,
-    lr_find=...)` are the engine's (engines/kerastuner/setup.py).
+    lr_find=..., announce=...)` are the engine's (engines/kerastuner/setup.py).
     """
     from automl_app.config import search_config_from_dict
     from automl_app.distributed import workers
@@ -57,8 +57,9 @@ def run_role(
     keras.utils.set_random_seed(cfg.tuner.seed)
     deadline = shared_deadline(cfg, runs.load_manifest(run_dir))
     tuner, fit_args = make_search_tuner(
-        cfg, space, data, run_dir, say, deadline, lr_find=is_chief and cfg.tuner.lr_find
-    )
+        cfg, space, data, run_dir, say, deadline,
+        lr_find=is_chief and cfg.tuner.lr_find, announce=is_chief,
+    )  # fmt: skip
     run_search(
         tuner,
         epochs=cfg.tuner.epochs,

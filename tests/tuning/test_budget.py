@@ -218,6 +218,45 @@ def test_a_search_where_too_few_trials_fit_ends_after_its_first(tmp_path):
     assert len(many.trials) >= 5 and many.stop_message is None
 
 
+class ColdStartModel(SleepyModel):
+    """The first fit pays one-off work outside its epochs (as a first trial's data caching),
+    and every fit is timed by a real TrialGuard, as in the explore phase."""
+
+    def __init__(self, guard, one_off_s, **kwargs):
+        super().__init__(**kwargs)
+        self.guard, self.one_off_s = guard, one_off_s
+
+    def fit(self, hp, model, *args, callbacks=None, epochs=3, **kwargs):
+        time.sleep(self.one_off_s)  # in the trial, before its epochs (not in build: KerasTuner
+        self.one_off_s = 0.0  # also builds once when the tuner is made)
+        epochs = self.guard.plan(model, hp.values, 10, 0, epochs)
+        callbacks = [*(callbacks or []), self.guard.callback(model)]
+        return super().fit(hp, model, *args, callbacks=callbacks, epochs=epochs, **kwargs)
+
+
+@pytest.mark.timing
+def test_the_first_trials_one_off_work_does_not_end_the_comparison(tmp_path):
+    # The first trial: 2 s of one-off work + 3 x 0.1 s epochs. By its wall time one trial fits
+    # the 1.6 s left; by its epochs (x TRIAL_OVERHEAD for the work around them) 4 do.
+    from automl_app.tuning.guard import TrialGuard
+
+    epoch_s, one_off_s, budget_s = 0.1, 2.0, 4.0
+    oracle = _oracle("random", max_trials=50)
+    oracle.deadline = deadline = Deadline.after(budget_s)
+    oracle.min_trials = 3
+    guard = TrialGuard(None, [].append, oracle)
+    oracle.trial_fit_seconds = guard.cost.trial_seconds
+    model = ColdStartModel(guard, one_off_s, epoch_s=epoch_s)
+    _tuner(oracle, tmp_path, "cold", model).search(
+        epochs=3, callbacks=[budget.deadline_callback(deadline)], verbose=0
+    )
+    assert oracle.stop_message is None and oracle.stop_reason == "time_budget"
+    assert len(oracle.trials) >= 2
+    first = next(iter(oracle.trials))
+    assert guard.cost.trial_seconds[first] < 2 * 3 * epoch_s  # the one-off work is not in it
+    assert budget.TRIAL_OVERHEAD * 3 * epoch_s < (budget_s - one_off_s) / 3  # what the test needs
+
+
 def test_max_trials_and_space_exhausted(tmp_path):
     oracle = _oracle("random", max_trials=3)
     _tuner(oracle, tmp_path, "max").search(epochs=1, verbose=0)

@@ -105,8 +105,9 @@ def _search(cfg: SearchConfig, space, run: runs.Run, say: Say) -> EngineResult:
 
     best_model = portable(best_model)  # stock compile before wrapping: model.keras loads anywhere
     best_model, tta_record = tta.choose(
-        cfg.tuner.tta, tuner.hypermodel, best_model, fit_args, tuner.oracle.objective, say, deadline
-    )
+        cfg.tuner.tta, tuner.hypermodel, best_model, fit_args, tuner.oracle.objective, say,
+        deadline, trained=best_trial.hyperparameters.values,
+    )  # fmt: skip
     run.update(search=stop, phases=phases)
     search_seconds = run.elapsed()
     objective = tuner.oracle.objective.name
@@ -208,6 +209,7 @@ def _explore_and_refit(cfg: SearchConfig, space, data, run: runs.Run, deadline, 
     )
     if plan is not None:  # where too few trials fit, the first one gets the rest of the budget
         tuner.oracle.min_trials = min(sched.MIN_EXPLORE_TRIALS, cfg.tuner.max_trials)
+        tuner.oracle.trial_fit_seconds = guard.cost.trial_seconds
     t0 = time.time()
     explore_args = sched.explore_fit_args(fit_args, data, idx)
     stop = run_search(

@@ -25,4 +25,6 @@ def worker(run_dir: str | Path, say: Say = print) -> None:
 def reload_search_tuner(cfg: SearchConfig, space, data, run_dir: Path, say: Say):
     """The finished parallel search's tuner and fit args, reloaded as the chief saved it."""
     with as_chief():
-        return make_search_tuner(cfg, space, data, run_dir, say, None, lr_find=False)
+        return make_search_tuner(
+            cfg, space, data, run_dir, say, None, lr_find=False, announce=False
+        )

@@ -50,9 +50,12 @@ def make_search_tuner(
     deadline,
     lr_find: bool | None = None,
     n_train: int | None = None,
+    announce: bool = True,
 ):
     """The hypermodel and the tuner; the first trial is the space's defaults (or, with
-    --lr-find, the defaults at the suggested learning rate) unless --no-defaults-first."""
+    --lr-find, the defaults at the suggested learning rate) unless --no-defaults-first.
+    `announce=False` (a parallel worker, whose queue the chief's oracle holds, and the finished
+    search's reload) does not say the portfolio line again."""
     from automl_app.models.hypermodel import hypermodel_for
     from automl_app.tuning.tuners import make_tuner
 
@@ -67,7 +70,10 @@ def make_search_tuner(
         # tuner's own proposals: configurations that did well before, so a short search judges
         # them instead of hoping its first random draws find as good (the grid walks its points).
         enqueue = enqueue + [dict(c) for c in space.portfolio]
-        say(f"search: the space's defaults first, then its portfolio ({_configs(space.portfolio)})")
+        if announce:
+            say(
+                f"search: the space's defaults first, then its portfolio ({_configs(space.portfolio)})"
+            )
     if space is not None:
         train, val = data.as_datasets()
         fit_args = {"train": train, "val": val}

@@ -16,6 +16,7 @@ import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
 
 from automl_app.engines.kerastuner import tta  # noqa: E402
+from automl_app.models.tta import PASSES  # noqa: E402
 from automl_app.tuning.budget import Deadline  # noqa: E402
 
 H = W = 4
@@ -120,3 +121,21 @@ def test_no_time_left_keeps_the_plain_model(seconds_left):
     deadline = Deadline(at=time.time() + seconds_left, seconds=60.0)
     chosen, record, _ = choose("auto", column_model(0), [0, W - 1] * 4, deadline)
     assert record["chosen"] == "none" and "no time left" in record["reason"]
+
+
+@pytest.mark.parametrize(
+    "trained, view",
+    [
+        ({"augment_flip": True, "augment_shift": 0.05}, "flip"),
+        ({"augment_flip": False, "augment_shift": 0.05}, "shift"),
+        ({"augment_flip": False, "augment_shift": 0.0}, "none"),
+        ({}, "none"),  # a hypermodel without augmentation keys
+    ],
+)
+def test_auto_without_validation_takes_only_a_view_the_model_trained_with(trained, view):
+    model = column_model(0)
+    lines: list[str] = []
+    chosen, record = tta.choose("auto", None, model, {}, OBJECTIVE, lines.append, None, trained)
+    assert record["chosen"] == view and record["passes"] == PASSES[view]
+    assert "no validation split" in record["reason"] and record["reason"] in lines[-1]
+    assert (chosen is model) == (view == "none") and "validation" not in record

@@ -529,9 +529,11 @@ def test_the_final_refit_keeps_what_the_measured_passes_need_within_the_planned_
         cost.observe("0", 10**6, 128, 6000, {"val": [val_pass_s], "startup": [startup_s]})
         return schedule.finish_reserve(plan, cost, macs=10**6, n_val=6000)
 
-    assert measured(0.2, 1.0) == schedule.RESERVE_MIN_S  # 1.5 × (3.6 + 2) s is less than it
-    expected = schedule.FINISH_SAFETY * (
-        schedule.FINISH_PASSES * 1.0 + schedule.FINISH_STARTUPS * 2.0
+    expected = (
+        schedule.FINISH_SAFETY * (schedule.FINISH_PASSES * 0.2 + schedule.FINISH_STARTUPS * 1.0)
+        + schedule.STALL_MARGIN_S
     )
-    assert measured(1.0, 2.0) == pytest.approx(expected)  # 33 s: between the bounds
+    assert measured(0.2, 1.0) == pytest.approx(expected)  # 1.5 × 5.6 s + 25 s: between the bounds
+    assert schedule.RESERVE_MIN_S <= expected < plan.reserve_s
+    assert measured(1.0, 2.0) == plan.reserve_s  # 33 s + the margin: the whole plan
     assert measured(10.0, 3.0) == plan.reserve_s  # a dear model keeps the whole plan

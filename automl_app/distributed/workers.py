@@ -168,5 +168,7 @@ def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> 
     if "verbose" in fit_kwargs:
         tuner.oracle.verbose = fit_kwargs["verbose"]
     forget_ended_retries(tuner.oracle)
+    if hasattr(tuner, "recover_rows"):  # rows a killed chief's workers could not write
+        tuner.recover_rows()
     tuner.save()
     chief.serve_oracle(tuner.oracle, poll=poll)

@@ -148,6 +148,27 @@ class RecordingMixin:
             self._drop_checkpoints()
             release_memory()
 
+    def recover_rows(self) -> list[str]:
+        """Rows for trials the (reloaded) oracle ended but the trial table lacks; their ids.
+
+        A worker writes its trial's row after reading the scored trial back from the chief:
+        a chief killed between the trial's end and that read leaves the trial COMPLETED in
+        oracle.json with no row (seen once in tests/distributed/test_faults_parallel.py), and a
+        resumed search never runs it again. The row is rebuilt from the oracle's record (its
+        metrics and hyperparameters; the timings were not kept)."""
+        trials = getattr(self.oracle, "trials", None) or {}
+        with trials_lock(self._run_dir):
+            self._rows.update(load_rows(self._run_dir))
+            missing = [
+                t
+                for t in trials.values()
+                if str(t.status) in ("COMPLETED", "FAILED") and t.trial_id not in self._rows
+            ]
+            for trial in missing:
+                self._current.clear()
+                self._record_row(trial)
+        return [t.trial_id for t in missing]
+
     def _record(self, trial) -> None:
         """Record under a file lock: parallel workers share one trial table."""
         trial = self.oracle.get_trial(trial.trial_id)  # scored by the (possibly remote) oracle
@@ -444,8 +465,11 @@ def forget_ended_retries(oracle: Any) -> list[str]:
 
 
 def plain_search(tuner, *fit_args: Any, **fit_kwargs: Any) -> None:
-    """One process's `tuner.search`, after dropping ended trials from a resumed retry queue."""
+    """One process's `tuner.search`, after dropping ended trials from a resumed retry queue
+    and writing the rows an interrupted search ended without."""
     forget_ended_retries(tuner.oracle)
+    if hasattr(tuner, "recover_rows"):
+        tuner.recover_rows()
     tuner.search(*fit_args, **fit_kwargs)
 
 

@@ -111,6 +111,31 @@ def test_resume_with_more_trials_and_same_shape(tmp_path):
     assert list(rows(run)[0]) == list(rows(ref)[0]), "trials.csv must have the same columns"
 
 
+def test_resume_writes_the_row_a_killed_search_ended_without(tmp_path):
+    """A trial the oracle ended whose row was never written (a chief killed between a remote
+    worker's end_trial and its read-back) gets its row back on --resume, not a second run."""
+    run = tmp_path / "run"
+    first = subprocess.run(
+        cli(*BASE, "--max-trials", "2", "--run-dir", str(run)), capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr
+    lines = (run / "trials.jsonl").read_text().splitlines()
+    lost = json.loads(lines[1])
+    (run / "trials.jsonl").write_text(lines[0] + "\n")
+    more = subprocess.run(
+        cli(*BASE, "--max-trials", "3", "--run-dir", str(run), "--resume"),
+        capture_output=True,
+        text=True,
+    )
+    assert more.returncode == 0, more.stderr
+    after = {r["trial_id"]: r for r in rows(run)}
+    assert sorted(after) == ["0", "1", "2"]
+    back = after[lost["trial_id"]]
+    assert back["status"] == "completed"
+    assert float(back["objective"]) == pytest.approx(lost["objective"])  # the oracle's record
+    assert float(back["hp_learning_rate"]) == pytest.approx(lost["hp_learning_rate"])
+
+
 def test_resume_refuses_different_data(tmp_path):
     run = tmp_path / "run"
     ok = subprocess.run(

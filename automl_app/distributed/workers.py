@@ -146,7 +146,7 @@ def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> 
     """
     from automl_app.distributed import chief
     from automl_app.tuning.compat import dist_utils
-    from automl_app.tuning.tuners import forget_ended_retries, plain_search
+    from automl_app.tuning.tuners import plain_search, tidy_resumed
 
     if not dist_utils.has_chief_oracle():
         plain_search(tuner, *fit_args, **fit_kwargs)
@@ -167,8 +167,6 @@ def search(tuner: Any, *fit_args: Any, poll: float = 0.5, **fit_kwargs: Any) -> 
         return
     if "verbose" in fit_kwargs:
         tuner.oracle.verbose = fit_kwargs["verbose"]
-    forget_ended_retries(tuner.oracle)
-    if hasattr(tuner, "recover_rows"):  # rows a killed chief's workers could not write
-        tuner.recover_rows()
+    tidy_resumed(tuner)  # rows a killed chief's workers could not write, too
     tuner.save()
     chief.serve_oracle(tuner.oracle, poll=poll)

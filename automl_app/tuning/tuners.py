@@ -464,12 +464,17 @@ def forget_ended_retries(oracle: Any) -> list[str]:
     return ended
 
 
-def plain_search(tuner, *fit_args: Any, **fit_kwargs: Any) -> None:
-    """One process's `tuner.search`, after dropping ended trials from a resumed retry queue
-    and writing the rows an interrupted search ended without."""
+def tidy_resumed(tuner) -> None:
+    """What a resumed search (plain, or a parallel chief) does before it goes on: drop ended
+    trials from the retry queue and write the rows an interrupted search ended without."""
     forget_ended_retries(tuner.oracle)
-    if hasattr(tuner, "recover_rows"):
+    if hasattr(tuner, "recover_rows"):  # AutoKeras's tuners keep no trial table
         tuner.recover_rows()
+
+
+def plain_search(tuner, *fit_args: Any, **fit_kwargs: Any) -> None:
+    """One process's `tuner.search`, on a resumed oracle made consistent first."""
+    tidy_resumed(tuner)
     tuner.search(*fit_args, **fit_kwargs)
 
 

@@ -57,7 +57,8 @@ def test_the_schedule_never_says_explore_for_a_negative_time():
     assert "no time left to explore after loading the data" in text
     fresh = schedule.plan_schedule(Deadline.after(600), n_train=300).describe(3, "none")
     assert "explore for 13" in fresh  # 0.25 of (600 - 48) s
-    assert "then train the best few again on them for their refit's epochs (138s together)" in fresh
+    together = "then train the best few again on them for their refit's epochs (110s together)"
+    assert together in fresh  # 0.2 of it
 
 
 def test_a_parallel_search_keeps_its_start_up_time_as_reserve():

@@ -37,7 +37,12 @@ from automl_app.tuning.guard import CostModel
 
 PROMOTE_K = 3  # candidates judged again at the refit's epochs
 MIN_EPOCHS = 2.0  # a candidate whose share fits fewer epochs on the subset is not judged
-SLACK = 1.25  # a busy machine may run slower than measured: the share's time limit
+# Validation through the views (`--tta auto`: the plain pass, the mirror's 2, the shifts' 5)
+# is part of a candidate's share, with this safety: at 10 minutes it took 4.5-10.7 s a
+# candidate, and training was allowed 1.25x its share besides, so the phase ran 171 s of its
+# 137 s (seed 3 at 99b21ef): two epochs of the final refit.
+VAL_SAFETY = 1.5
+SLACK = 1.25  # a busy machine runs slower than measured: MIN_EPOCHS get this much time at least
 
 
 @dataclass
@@ -167,13 +172,17 @@ def promote(
     for trial in leaders:
         batch = int(trial.hyperparameters.values.get("batch_size") or 32)
         model = hypermodel.build(trial.hyperparameters.copy())
-        full = cost.epoch_seconds(forward_macs(model), batch, n_train, 0, key=str(trial.trial_id))
+        macs = forward_macs(model)
+        full = cost.epoch_seconds(macs, batch, n_train, 0, key=str(trial.trial_id))
         if not full:
             continue
+        judging = VAL_SAFETY * _passes(tta, model) * cost.val_seconds(macs, n_val(fit_args))
         # the refit's epochs for this configuration, as many as fit the share on the subset
-        epochs = min(refit_s / full, share / (full * n_subset / n_train))
+        # beside its validation
+        subset_epoch = full * n_subset / n_train
+        epochs = min(refit_s / full, (share - judging) / subset_epoch)
         if epochs >= MIN_EPOCHS:
-            fit.append((trial, model, batch, epochs))
+            fit.append((trial, model, batch, epochs, judging, SLACK * MIN_EPOCHS * subset_epoch))
     if len(fit) < 2:
         if len(leaders) >= 2:
             say(
@@ -187,15 +196,21 @@ def promote(
     objective = tuner.oracle.objective
     say(
         f"promote: the best {len(fit)} configurations again on the {n_subset:,} exploring "
-        f"examples, each for the epochs its refit will have (as many as fit {share:.0f}s), the "
-        "learning rate decaying to 0; validation picks the one the final refit goes on with"
+        f"examples, each for the epochs its refit will have (as many as fit {share:.0f}s with "
+        "its validation), the learning rate decaying to 0; validation picks the one the final "
+        "refit goes on with"
     )
     best: Promoted | None = None
     rows = []
-    for trial, model, batch, planned in fit:
-        steps, seconds = _train(
-            hypermodel, trial, model, subset_args, n_subset, batch, planned, share
-        )
+    ends = t0 + schedule.promote_s  # the phase's time, validation included
+    for i, (trial, model, batch, planned, judging, least) in enumerate(fit):
+        # an equal part of what is left: a candidate that ended early leaves its time to the
+        # next; its validation through the views comes out of its part, and it gets at least
+        # the time MIN_EPOCHS take on a slow machine (judged at fewer, it would not be judged
+        # at the refit's fidelity)
+        allowed = max((ends - time.time()) / (len(fit) - i) - judging, least)
+        args = (hypermodel, trial, model, subset_args, n_subset, batch, planned, allowed)
+        steps, seconds = _train(*args)
         t_val = time.time()
         metrics = val_metrics(hypermodel, model, fit_args)
         views = _view_metrics(tta, hypermodel, model, fit_args)
@@ -209,6 +224,7 @@ def promote(
                 "epochs": epochs,
                 "planned_epochs": round(planned, 2),
                 "seconds": round(seconds, 2),
+                "allowed_seconds": round(allowed, 2),  # its part of the phase's time left
                 "val_seconds": round(val_s, 2),  # judging it (through its views where asked)
                 **{k: round(v, 6) for k, v in metrics.items()},
                 **{
@@ -242,6 +258,7 @@ def promote(
         "trials": len(fit),
         "data": "explore subset",
         "fidelity": {"train_examples": n_subset, "seconds_each": round(share, 2)},
+        "planned_seconds": round(schedule.promote_s, 2),  # validation included
         "candidates": rows,
         "winner": best.trial.trial_id,
         "explore_winner": fit[0][0].trial_id,
@@ -276,10 +293,20 @@ def _judged(tta: str, objective, plain: dict[str, float], views: dict[str, dict[
     return value
 
 
-def _train(hypermodel, trial, model, args, n: int, batch: int, epochs: float, share: float):
-    """Fit `model` on `args` for `epochs` (or a quarter past its `share` of seconds, whichever
-    comes first: the epochs were planned to fit it from measured epoch times),
-    the rate decaying to 0, with the weight average: (steps, seconds). The optimizer's rate is
+def _passes(tta: str, model: Any) -> int:
+    """Validation passes judging a candidate takes: the plain one and each view's."""
+    from automl_app.engines.kerastuner.tta import VIEWS
+    from automl_app.models.tta import PASSES, can_augment
+
+    if tta == "none" or not can_augment(model):
+        return 1
+    return 1 + sum(PASSES[k] for k in (VIEWS if tta == "auto" else (tta,)))
+
+
+def _train(hypermodel, trial, model, args, n: int, batch: int, epochs: float, seconds: float):
+    """Fit `model` on `args` for `epochs` or `seconds`, whichever ends first (the epochs were
+    planned from measured epoch times to fit its share; a busy machine runs slower), the rate
+    decaying to 0 over them, with the weight average: (steps, seconds). The optimizer's rate is
     set back to its tuned value after, for the refit's warm restart."""
     import keras
 
@@ -288,7 +315,9 @@ def _train(hypermodel, trial, model, args, n: int, batch: int, epochs: float, sh
 
     enable_weight_average(model)
     per_epoch = max(1, -(-n // batch))
-    cosine = DeadlineCosine(time.time() + SLACK * share, max_steps=max(int(epochs * per_epoch), 1))
+    cosine = DeadlineCosine(
+        time.time() + max(seconds, 1.0), max_steps=max(int(epochs * per_epoch), 1)
+    )
     guard, hypermodel.trial_guard = getattr(hypermodel, "trial_guard", None), None
     t0 = time.time()
     try:

@@ -36,7 +36,7 @@ from automl_app.tuning.guard import CostModel
 Say = Callable[[str], None]
 
 EXPLORE_SHARE = 0.25  # of the budget left after the reserve
-PROMOTE_SHARE = 0.25  # the best few judged again at the refit's epochs (kerastuner/promote.py)
+PROMOTE_SHARE = 0.2  # the best few judged again at the refit's epochs (kerastuner/promote.py)
 RESERVE_SHARE = 0.08  # evaluation, export, report
 RESERVE_MIN_S, RESERVE_MAX_S = 12.0, 60.0
 RESERVE_MAX_SHARE = 0.25  # a small budget still leaves three quarters to search

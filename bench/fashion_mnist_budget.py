@@ -20,7 +20,10 @@ Per seed, side by side:
   mobilenetv2_scratch_fast --image-size 64` for as many epochs as fit B, counted from a one- and
   a three-epoch run of the same command (whose time is not part of the figure).
 Printed: test accuracies per seed, mean ± std, differences, and wall / budget. Figures depend on
-the machine and on what else runs on it: quote them with its core count and load.
+the machine and on what else runs on it: quote them with its core count, load, and each arm's
+`steal_s` (CPU seconds the hypervisor gave to other guests during it, from /proc/stat; a
+contended host slowed this 2-core VM's epochs by a third in one run while the load average
+looked as usual).
 """
 
 from __future__ import annotations
@@ -196,6 +199,25 @@ def run_defaults(args, seed: int, budget_s: float) -> dict:
     }
 
 
+def cpu_steal_s() -> float | None:
+    """CPU seconds stolen by the hypervisor since boot, all cores (None off Linux)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _stolen(arm, *args) -> dict:
+    """Run one arm; its result with the CPU seconds stolen meanwhile."""
+    before = cpu_steal_s()
+    out = arm(*args)
+    after = cpu_steal_s()
+    if before is not None and after is not None:
+        out["steal_s"] = round(after - before, 1)
+    return out
+
+
 def _mean_std(xs: list[float]) -> str:
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
     return f"{statistics.mean(xs):.4f} ± {sd:.4f}"
@@ -230,11 +252,11 @@ def main() -> None:
     for seed in args.seeds:
         row = {"seed": seed, "load_before": round(os.getloadavg()[0], 2)}
         if args.only != "defaults":
-            row["search"] = run_search(args, seed, budget_s)
+            row["search"] = _stolen(run_search, args, seed, budget_s)
         if args.only != "search":
-            row["defaults"] = run_defaults(args, seed, budget_s)
+            row["defaults"] = _stolen(run_defaults, args, seed, budget_s)
         if args.scratch and args.data_dir and args.only is None:
-            row["scratch"] = run_scratch(args, seed, budget_s)
+            row["scratch"] = _stolen(run_scratch, args, seed, budget_s)
         row["load_after"] = round(os.getloadavg()[0], 2)
         print("SEED " + json.dumps(row, default=str), flush=True)
         results.append(row)
@@ -253,6 +275,7 @@ def main() -> None:
         print(
             f"{kind:8s} test accuracy {_mean_std(accs)} (per seed {[round(a, 4) for a in accs]})"
             f" | wall/budget {_mean_std(walls)} (max {max(walls):.3f})"
+            f" | CPU stolen {[r.get('steal_s') for r in rows]} s"
         )
         summary[kind] = {"accuracies": accs, "wall_over_budget": walls}
     if all("search" in r and "defaults" in r for r in results):

@@ -10,7 +10,9 @@ to warm up (tracing, XLA) and then `--epochs` timed epochs per setting:
 - jit off: XLA off (jit_compile=False);
 - batch ×2, ×4: the batch size doubled / quadrupled, the learning rate scaled with it;
 - steps_per_execution 8: eight steps per call into TensorFlow;
-- augment on: the space's shift+flip augmentation on (what that lever costs per epoch).
+- augment on: the space's shift+flip augmentation on (what that lever costs per epoch);
+- autotuner (before), augment on + autotuner (before): the pipeline as it was built before
+  batches() turned tf.data's autotuner off (AUTOTUNE parallelism and prefetch): what that costs.
 Printed per setting: seconds per epoch and its ratio to the baseline (< 1: cheaper). Figures depend
 on the machine and its load: quote them with both.
 """
@@ -33,7 +35,25 @@ SETTINGS = {
     "batch x4": {"batch_factor": 4},
     "steps_per_execution 8": {"steps_per_execution": 8},
     "augment on": {"augment": True},
+    "autotuner (before)": {"autotuner": True},
+    "augment on + autotuner (before)": {"augment": True, "autotuner": True},
 }
+
+
+def autotuned(ds, batch: int, shift: float, flip: bool):
+    """models/hypermodel.batches as it was with tf.data's autotuner (until this session)."""
+    from automl_app.models.hypermodel import _augmenter
+    from automl_app.tf_env import tf
+
+    t = tf()
+    auto = t.data.AUTOTUNE
+    ds = ds.shuffle(int(ds.cardinality()), seed=1, reshuffle_each_iteration=True)
+    if shift > 0 or flip:
+        ds = ds.map(_augmenter(shift, flip, 1), num_parallel_calls=auto)
+    ds = ds.batch(batch).map(
+        lambda x, y: (t.cast(x, t.float32) / 255.0, y), num_parallel_calls=auto
+    )
+    return ds.prefetch(auto)
 
 
 def epoch_seconds(hm, data, setting: dict, epochs: int) -> float:
@@ -59,7 +79,11 @@ def epoch_seconds(hm, data, setting: dict, epochs: int) -> float:
     )
     ds = t.data.Dataset.from_tensor_slices((data.x_train, data.y_train)).cache()
     aug = setting.get("augment", False)
-    train = batches(ds, batch, shuffle=True, seed=1, shift=0.1 if aug else 0.0, flip=aug)
+    shift = 0.1 if aug else 0.0
+    if setting.get("autotuner"):
+        train = autotuned(ds, batch, shift, aug)
+    else:
+        train = batches(ds, batch, shuffle=True, seed=1, shift=shift, flip=aug)
 
     class Timer(keras.callbacks.Callback):
         def __init__(self):

@@ -34,6 +34,9 @@ def _builder(name: str):
     return {"fcn": fcn.build, "cnn": cnn.build}[name]
 
 
+PREFETCH_BATCHES = 2  # without the autotuner (see batches): enough to hide a batch's preparation
+
+
 def batches(
     ds,
     batch_size: int,
@@ -50,18 +53,31 @@ def batches(
     then a random crop back to size (a random translation), and a random left-right flip. Done
     here per example on uint8 data, they cost a fraction of Keras's RandomTranslation layer (an
     interpolating projective transform: about 2× the default CNN's epoch on this CPU).
+
+    Without tf.data's autotuner: it runs a model thread per iterator, and destroying an iterator
+    joins that thread. In a 10-minute search here one join took 15.5 s (py-spy: the main thread
+    in ~RootDataset::Iterator waiting on its thread, from a garbage collection inside promote);
+    the collection before the final refit took 18.9-48 s in four runs: stalls at random
+    points of a budgeted run. These pipelines
+    read cached arrays and do little per batch, so fixed parallelism (one call per core) and a
+    two-batch prefetch serve them.
     """
+    import os
+
     from automl_app.tf_env import tf
 
     t = tf()
+    calls = max(os.cpu_count() or 1, 1)
     if shuffle:
         n = int(ds.cardinality())
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     if shift > 0 or flip:
-        ds = ds.map(_augmenter(shift, flip, seed), num_parallel_calls=t.data.AUTOTUNE)
+        ds = ds.map(_augmenter(shift, flip, seed), num_parallel_calls=calls)
     ds = ds.batch(int(batch_size))
-    ds = ds.map(lambda x, y: (t.cast(x, t.float32) / scale, y), num_parallel_calls=t.data.AUTOTUNE)
-    return ds.prefetch(t.data.AUTOTUNE)
+    ds = ds.map(lambda x, y: (t.cast(x, t.float32) / scale, y), num_parallel_calls=calls)
+    options = t.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(PREFETCH_BATCHES).with_options(options)
 
 
 def _augmenter(shift: float, flip: bool, seed: int | None):

@@ -157,3 +157,21 @@ def test_augmentation_shifts_and_flips_in_the_pipeline():
     assert all(m.shape == plain.shape and m.dtype == np.float32 for m in moved)
     assert any(not np.array_equal(m, plain) for m in moved)
     assert all(0.0 <= m.min() and m.max() <= 1.0 for m in moved)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_the_pipeline_runs_no_autotuner_thread_to_join(augment):
+    # tf.data's autotuner thread made destroying a used iterator wait 15.5 s in a 10-minute
+    # search (py-spy: ~RootDataset::Iterator joining it inside a garbage collection), so the
+    # space's pipelines turn it off and fix their parallelism; they still yield every batch
+    import tensorflow as tf
+
+    from automl_app.models.hypermodel import batches
+
+    x = np.arange(10 * 4 * 4, dtype=np.uint8).reshape(10, 4, 4, 1)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(10, dtype=np.int64))).cache()
+    kw = {"shift": 0.25, "flip": True} if augment else {}
+    out = batches(ds, 4, shuffle=True, seed=0, **kw)
+    assert out.options().autotune.enabled is False
+    labels = np.concatenate([y.numpy() for _, y in out])
+    assert sorted(labels.tolist()) == list(range(10))  # each example once an epoch

@@ -58,9 +58,8 @@ def batches(
     joins that thread. In a 10-minute search here one join took 15.5 s (py-spy: the main thread
     in ~RootDataset::Iterator waiting on its thread, from a garbage collection inside promote);
     the collection before the final refit took 18.9-48 s in four runs: stalls at random
-    points of a budgeted run. These pipelines
-    read cached arrays and do little per batch, so fixed parallelism (one call per core) and a
-    two-batch prefetch serve them.
+    points of a budgeted run. These pipelines read cached arrays and do little per batch, so
+    fixed parallelism (one call per core) and a two-batch prefetch serve them.
     """
     import os
 

@@ -270,12 +270,9 @@ def promote(
 def _view_metrics(tta: str, hypermodel, model, fit_args) -> dict[str, dict[str, float]]:
     """The candidate's validation metrics through each test-time view `tta` may export (auto:
     all of them; flip or shift: that one); empty when not asked or the model takes no images."""
-    from automl_app.engines.kerastuner.tta import VIEWS
-    from automl_app.models.tta import can_augment, with_tta
+    from automl_app.models.tta import with_tta
 
-    if tta == "none" or not can_augment(model):
-        return {}
-    kinds = VIEWS if tta == "auto" else (tta,)
+    kinds = _view_kinds(tta, model)
     return {k: val_metrics(hypermodel, with_tta(model, k), fit_args) for k in kinds}
 
 
@@ -293,14 +290,22 @@ def _judged(tta: str, objective, plain: dict[str, float], views: dict[str, dict[
     return value
 
 
-def _passes(tta: str, model: Any) -> int:
-    """Validation passes judging a candidate takes: the plain one and each view's."""
+def _view_kinds(tta: str, model: Any) -> tuple[str, ...]:
+    """The test-time views a candidate is judged through (auto: all; flip, shift: that one;
+    none, or a model that takes no images: none)."""
     from automl_app.engines.kerastuner.tta import VIEWS
-    from automl_app.models.tta import PASSES, can_augment
+    from automl_app.models.tta import can_augment
 
     if tta == "none" or not can_augment(model):
-        return 1
-    return 1 + sum(PASSES[k] for k in (VIEWS if tta == "auto" else (tta,)))
+        return ()
+    return tuple(VIEWS) if tta == "auto" else (tta,)
+
+
+def _passes(tta: str, model: Any) -> int:
+    """Validation passes judging a candidate takes: the plain one and each view's."""
+    from automl_app.models.tta import PASSES
+
+    return 1 + sum(PASSES[k] for k in _view_kinds(tta, model))
 
 
 def _train(hypermodel, trial, model, args, n: int, batch: int, epochs: float, seconds: float):

@@ -165,19 +165,40 @@ def _tuner(oracle, tmp_path, name, model=None):
     return FastTuner(oracle=oracle, hypermodel=model, directory=str(tmp_path), project_name=name)
 
 
+def _record_starts(oracle):
+    """When the oracle was asked for each trial it handed out to run (wraps the instance's
+    create_trial; the time before the call: Bayesian optimisation fits its model after the budget
+    check)."""
+    starts, create = [], oracle.create_trial
+
+    def create_trial(tuner_id):
+        asked = time.time()
+        trial = create(tuner_id)
+        if trial.status == "RUNNING":
+            starts.append(asked)
+        return trial
+
+    oracle.create_trial = create_trial
+    return starts
+
+
 @pytest.mark.parametrize("kind", ["random", "grid", "bayesian", "tpe"])
 @pytest.mark.timing
 def test_time_budget_stops_the_search(tmp_path, kind):
     oracle = _oracle(kind, max_trials=200)
     oracle.deadline = deadline = Deadline.after(1.5)
     tuner = _tuner(oracle, tmp_path, kind)
-    start = time.time()
+    starts = _record_starts(oracle)
     tuner.search(epochs=3, callbacks=[budget.deadline_callback(deadline)], verbose=0)
-    took = time.time() - start
     assert oracle.stop_reason == "time_budget"
     assert 1 <= len(oracle.trials) < 200
-    trial_s = oracle.expected_trial_seconds()
-    assert took <= 1.5 + trial_s + 0.5  # no trial started that could not finish in time
+    # No trial started that could not finish in time. Judged on the trials' own start times, not
+    # the command's wall time: a busy CPU stalls the tuner's own work after the last trial (CI
+    # once took 0.74 s there). A trial after the first starts only while its estimate (the
+    # median of the finished ones, never below the shortest) fits before the deadline.
+    durations = list(oracle._budget_durations().values())
+    assert len(durations) == len(starts) and all(at < deadline.at for at in starts)
+    assert all(at + min(durations) <= deadline.at for at in starts[1:])
     summary = stop_summary(oracle)
     assert summary["stop_reason"] == "time_budget" and summary["time_budget_s"] == 1.5
     assert summary["completed"] == len(oracle.trials)

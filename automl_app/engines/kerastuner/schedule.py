@@ -113,12 +113,14 @@ def reserve_seconds(total: float) -> float:
 # search_seconds against the wall), i.e. two refit epochs idle.
 FINISH_PASSES = 18
 FINISH_STARTUPS = 2
-FINISH_SAFETY = 1.5  # a busy machine varies
-# Budgeted 10-minute runs here stalled 35-55 s inside TensorFlow at random points after the
-# final refit (3 of 7 runs; one collection before it took 18.9 s). The command may end 5% past
-# its budget (30 s at 10 minutes); this margin covers the rest of such a stall, so the measured
-# reserve above does not push the command past that. At 10 minutes it restores the planned 48 s.
-STALL_MARGIN_S = 25.0
+FINISH_SAFETY = 1.25  # a busy machine varies
+# Budgeted 10-minute runs here stalled 35-55 s inside TensorFlow at random points (3 of 7 runs):
+# freeing a used tf.data iterator joined its autotuner thread (py-spy), which the space's
+# pipelines no longer start (models/hypermodel.batches). At 25 s this margin kept the planned
+# 48 s whole where the finish then took 16 s (TTA check 4.7 s, test 9.3 s, export 1.7 s; run at
+# 9d4f4b2, no collection over 0.6 s): each 10-minute search ended 26-32 s early. What is left
+# covers a short stall; the command may still end 5% past its budget (30 s at 10 minutes).
+STALL_MARGIN_S = 5.0
 
 
 def finish_reserve(schedule: BudgetSchedule, cost: CostModel, macs: int, n_val: int) -> float:

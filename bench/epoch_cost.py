@@ -3,7 +3,7 @@
     AUTOML_DATA_DIR=../shared/datasets .venv/bin/python bench/epoch_cost.py [--space cnn]
     (--set name=value … to change the configuration; --epochs 2 timed epochs per setting)
 
-The space's defaults on Fashion-MNIST's 54,000 training images, through the search's own data
+The space's defaults on Fashion-MNIST's 54,000 training images (or `--data-dir`'s), through the search's own data
 pipeline (models/hypermodel.batches: uint8 in memory, shuffled, scaled on the batch), one epoch
 to warm up (tracing, XLA) and then `--epochs` timed epochs per setting:
 - baseline: as the search trains it (batch size from the space, Keras's jit_compile="auto");
@@ -107,15 +107,19 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="name=value fixes (repeatable)")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per setting")
     p.add_argument("--only", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    p.add_argument("--data-dir", help="an image folder (as `search image --data-dir`) instead")
     args = p.parse_args()
     os.environ.setdefault(
         "AUTOML_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "datasets")
     )
     from automl_app import models, spaces
-    from automl_app.data import datasets
+    from automl_app.data import datasets, source
     from automl_app.models.hypermodel import SpaceHyperModel
 
-    data = datasets.load("fashion_mnist", seed=1)
+    if args.data_dir:  # decoded and resized once, as the search does (uint8 in memory)
+        data = source.load_image_data({"data_dir": args.data_dir, "seed": 1})
+    else:
+        data = datasets.load("fashion_mnist", seed=1)
     space = spaces.load(args.space, known=models.known(), overrides=spaces.parse_set(args.set))
     hm = SpaceHyperModel(space, data.info.image_shape, data.info.num_classes, seed=1)
     base = None
@@ -126,7 +130,8 @@ def main() -> None:
         print(f"{name:24s} {s:6.2f} s/epoch  ratio {s / base:.2f}", flush=True)
         print("ROW " + json.dumps({"setting": name, "epoch_s": round(s, 2), "ratio": s / base}))
     print(
-        f"space {args.space} defaults, {len(data.x_train):,} images, {os.cpu_count()} cores, "
+        f"space {args.space} defaults, {data.info.name}: {len(data.x_train):,} images "
+        f"{'x'.join(map(str, data.info.image_shape))}, {os.cpu_count()} cores, "
         f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
 

@@ -3,9 +3,10 @@
     AUTOML_DATA_DIR=../shared/datasets .venv/bin/python bench/epoch_cost.py [--space cnn]
     (--set name=value … to change the configuration; --epochs 2 timed epochs per setting)
 
-The space's defaults on Fashion-MNIST's 54,000 training images (or `--data-dir`'s), through the search's own data
-pipeline (models/hypermodel.batches: uint8 in memory, shuffled, scaled on the batch), one epoch
-to warm up (tracing, XLA) and then `--epochs` timed epochs per setting:
+The space's defaults on Fashion-MNIST's 54,000 training images (or an image folder's, with
+`--data-dir`), through the search's own data pipeline (models/hypermodel.batches: uint8 in
+memory, shuffled, scaled on the batch), one epoch to warm up (tracing, XLA) and then `--epochs`
+timed epochs per setting:
 - baseline: as the search trains it (batch size from the space, Keras's jit_compile="auto");
 - jit off: XLA off (jit_compile=False);
 - batch ×2, ×4: the batch size doubled / quadrupled, the learning rate scaled with it;

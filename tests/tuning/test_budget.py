@@ -230,14 +230,36 @@ def test_a_search_where_too_few_trials_fit_ends_after_its_first(tmp_path):
     assert "fewer than the 5 a comparison needs" in oracle.stop_message
     assert stop_summary(oracle)["stop_message"] == oracle.stop_message
 
-    # where enough fit (or nothing asks), the search goes on to the deadline as before
+    # where enough fit (or nothing asks), the search goes on to the deadline as before: the time
+    # left after the first trial is set from its wall time (room for 6 more like it)
     many = _oracle("random", max_trials=50)
-    many.deadline = deadline = Deadline.after(2.0)
+    many.deadline = Deadline.after(60.0)
     many.min_trials = 5
+    callback = budget.deadline_callback(many.deadline)
+    _left_after_first(many, callback, lambda wall, trained: 6 * wall + 1.0)
     _tuner(many, tmp_path, "many", SleepyModel(epoch_s=0.02)).search(
-        epochs=3, callbacks=[budget.deadline_callback(deadline)], verbose=0
+        epochs=3, callbacks=[callback], verbose=0
     )
     assert len(many.trials) >= 5 and many.stop_message is None
+
+
+def _left_after_first(oracle, callback, seconds):
+    """When the second trial is asked for, move the deadline to `seconds(wall, trained)` from
+    now, from what the first trial measured (its wall time, its epochs' time): a collection or
+    a busy CPU inside the first trial then cannot decide a test. Returns [(wall, trained, left)]
+    once it has happened."""
+    left, create = [], oracle.create_trial
+
+    def create_trial(tuner_id):
+        if len(oracle.trials) == 1 and not left:
+            ((first_id, wall),) = oracle._budget_durations().items()
+            trained = (oracle.trial_fit_seconds or {}).get(first_id)
+            left.append((wall, trained, seconds(wall, trained)))
+            oracle.deadline = callback.deadline = Deadline.after(left[0][2])
+        return create(tuner_id)
+
+    oracle.create_trial = create_trial
+    return left
 
 
 class ColdStartModel(SleepyModel):
@@ -258,25 +280,29 @@ class ColdStartModel(SleepyModel):
 
 @pytest.mark.timing
 def test_the_first_trials_one_off_work_does_not_end_the_comparison(tmp_path):
-    # The first trial: 3 s of one-off work + 3 x 0.1 s epochs. By its wall time one trial fits
-    # the ~2.6 s left; by its epochs (x TRIAL_OVERHEAD for the work around them) 7 do.
+    # The first trial: 3 s of one-off work + 3 x 0.1 s epochs. When the second one is asked for,
+    # the time left is set from what the first one measured (a collection or a busy CPU inside its
+    # epochs must not decide the test): room for 3 trials by its epochs (x TRIAL_OVERHEAD for
+    # the work around them), for fewer than 3 by its wall time.
     from automl_app.tuning.guard import TrialGuard
 
-    epoch_s, one_off_s, budget_s = 0.1, 3.0, 6.0
+    epoch_s, one_off_s = 0.1, 3.0
     oracle = _oracle("random", max_trials=50)
-    oracle.deadline = deadline = Deadline.after(budget_s)
+    oracle.deadline = Deadline.after(60.0)
     oracle.min_trials = 3
     guard = TrialGuard(None, [].append, oracle)
     oracle.trial_fit_seconds = guard.cost.trial_seconds
-    model = ColdStartModel(guard, one_off_s, epoch_s=epoch_s)
-    _tuner(oracle, tmp_path, "cold", model).search(
-        epochs=3, callbacks=[budget.deadline_callback(deadline)], verbose=0
+    callback = budget.deadline_callback(oracle.deadline)
+    left = _left_after_first(
+        oracle, callback, lambda wall, trained: 2 * budget.TRIAL_OVERHEAD * trained + 1.0
     )
+    model = ColdStartModel(guard, one_off_s, epoch_s=epoch_s)
+    _tuner(oracle, tmp_path, "cold", model).search(epochs=3, callbacks=[callback], verbose=0)
+    ((wall, trained, seconds_left),) = left
+    assert trained <= wall - one_off_s  # the one-off work is not in the epochs' time
+    assert 1 + seconds_left // wall < 3  # by its wall time, the comparison would have ended
     assert oracle.stop_message is None and oracle.stop_reason == "time_budget"
     assert len(oracle.trials) >= 2
-    first = next(iter(oracle.trials))
-    assert guard.cost.trial_seconds[first] < 2 * 3 * epoch_s  # the one-off work is not in it
-    assert budget.TRIAL_OVERHEAD * 3 * epoch_s < (budget_s - one_off_s) / 3  # what the test needs
 
 
 def test_max_trials_and_space_exhausted(tmp_path):

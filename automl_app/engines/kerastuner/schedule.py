@@ -36,7 +36,7 @@ from automl_app.tuning.guard import CostModel
 Say = Callable[[str], None]
 
 EXPLORE_SHARE = 0.25  # of the budget left after the reserve
-PROMOTE_SHARE = 0.2  # the best few judged again at the refit's epochs (kerastuner/promote.py)
+PROMOTE_SHARE = 0.2  # PROMOTE_K candidates judged again at the refit's epochs (promote.py)
 RESERVE_SHARE = 0.08  # evaluation, export, report
 RESERVE_MIN_S, RESERVE_MAX_S = 12.0, 60.0
 RESERVE_MAX_SHARE = 0.25  # a small budget still leaves three quarters to search
@@ -90,7 +90,7 @@ class BudgetSchedule:
             + ")"
             + (
                 f", then train the best few again on them for their refit's epochs "
-                f"({self.promote_s:.0f}s together) and go on with the one that validates best "
+                f"(up to {self.promote_s:.0f}s together) and go on with the one that validates best "
                 "on all of them"
                 if self.promote_s
                 else ", then refit the best on all of them"

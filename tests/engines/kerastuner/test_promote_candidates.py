@@ -47,3 +47,10 @@ def test_values_a_range_apart_or_of_another_kind_stay_distinct():
     said: list[str] = []
     assert [t.trial_id for t in distinct(leaders, 5, said.append)] == ["000", "001", "002", "003"]
     assert said == []
+
+
+def test_the_better_half_is_promoted_two_to_promote_k():
+    from automl_app.engines.kerastuner.promote import PROMOTE_K, promote_count
+
+    assert [promote_count(n) for n in (1, 2, 3, 4, 5, 6, 7, 20)] == [2, 2, 2, 2, 2, 3, 3, 3]
+    assert PROMOTE_K == 3 and promote_count(20, k=5) == 5

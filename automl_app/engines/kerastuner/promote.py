@@ -172,30 +172,18 @@ def promote(
     test-time views it would get."""
     if "y_train" in fit_args or not n_val(fit_args) or schedule.promote_s <= 0:
         return None, None
-    from automl_app.models.cost import forward_macs
-
-    hypermodel, n_train = tuner.hypermodel, schedule.n_train
+    hypermodel = tuner.hypermodel
     n_subset = int(subset_args["train"].cardinality())
     leaders = candidates(tuner, say=say)
-    # each candidate's share is fixed (the phase is planned for PROMOTE_K): where fewer are
-    # judged, the final refit gets the rest rather than the candidates more epochs each
-    share = schedule.promote_s / PROMOTE_K
-    refit_s = max(schedule.refit_deadline().remaining() - share * len(leaders), 0.0)
-    fit = []
-    for trial in leaders:
-        batch = int(trial.hyperparameters.values.get("batch_size") or 32)
-        model = hypermodel.build(trial.hyperparameters.copy())
-        macs = forward_macs(model)
-        full = cost.epoch_seconds(macs, batch, n_train, 0, key=str(trial.trial_id))
-        if not full:
-            continue
-        judging = VAL_SAFETY * _passes(tta, model) * cost.val_seconds(macs, n_val(fit_args))
-        # the refit's epochs for this configuration, as many as fit the share on the subset
-        # beside its validation
-        subset_epoch = full * n_subset / n_train
-        epochs = min(refit_s / full, (share - judging) / subset_epoch)
-        if epochs >= MIN_EPOCHS:
-            fit.append((trial, model, batch, epochs, judging, SLACK * MIN_EPOCHS * subset_epoch))
+    # Each candidate's share is a PROMOTE_K-th of the phase, so where fewer are judged the
+    # final refit gets the rest; where that share fits MIN_EPOCHS for fewer than 2 of them (a
+    # short budget: a 5-minute folder search), the phase is split among the leaders instead.
+    for share in sorted(
+        {schedule.promote_s / PROMOTE_K, schedule.promote_s / max(len(leaders), 1)}
+    ):
+        fit = _fitting(hypermodel, leaders, share, schedule, cost, fit_args, n_subset, tta)
+        if len(fit) >= 2:
+            break
     if len(fit) < 2:
         if len(leaders) >= 2:
             say(
@@ -278,6 +266,32 @@ def promote(
         "seconds": round(time.time() - t0, 2),
     }
     return best, phase
+
+
+def _fitting(hypermodel, leaders, share: float, schedule: BudgetSchedule, cost: CostModel,
+             fit_args, n_subset: int, tta: str) -> list[tuple]:  # fmt: skip
+    """The leaders that fit MIN_EPOCHS on the subset in `share` seconds beside their validation,
+    each as (trial, model, batch, planned epochs, judging seconds, least seconds)."""
+    from automl_app.models.cost import forward_macs
+
+    n_train = schedule.n_train
+    refit_s = max(schedule.refit_deadline().remaining() - share * len(leaders), 0.0)
+    fit = []
+    for trial in leaders:
+        batch = int(trial.hyperparameters.values.get("batch_size") or 32)
+        model = hypermodel.build(trial.hyperparameters.copy())
+        macs = forward_macs(model)
+        full = cost.epoch_seconds(macs, batch, n_train, 0, key=str(trial.trial_id))
+        if not full:
+            continue
+        judging = VAL_SAFETY * _passes(tta, model) * cost.val_seconds(macs, n_val(fit_args))
+        # the refit's epochs for this configuration, as many as fit the share on the subset
+        # beside its validation
+        subset_epoch = full * n_subset / n_train
+        epochs = min(refit_s / full, (share - judging) / subset_epoch)
+        if epochs >= MIN_EPOCHS:
+            fit.append((trial, model, batch, epochs, judging, SLACK * MIN_EPOCHS * subset_epoch))
+    return fit
 
 
 def _view_metrics(tta: str, hypermodel, model, fit_args) -> dict[str, dict[str, float]]:

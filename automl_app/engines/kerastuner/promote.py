@@ -75,11 +75,14 @@ def continue_trial(
     return Promoted(trial=trial, model=model, steps=steps, source="its trial")
 
 
-def candidates(tuner: Any, k: int = PROMOTE_K, say: Say | None = None) -> list[Any]:
-    """The better half of the explored distinct configurations (`promote_count`), at most `k`,
-    best first."""
+def candidates(tuner: Any, k: int = PROMOTE_K, say: Say | None = None) -> tuple[list[Any], int]:
+    """The best 4k distinct configurations explored, best first, and how many of them promote
+    judges (`promote_count`: the first that fit the phase's time)."""
     scored = tuner.oracle.get_best_trials(num_trials=len(tuner.oracle.trials))
-    return distinct(scored, promote_count(len(distinct(scored, len(scored))), k), say)
+    ranked = distinct(scored, len(scored))
+    count = promote_count(len(ranked), k)
+    distinct(scored, count, say)  # names the near twins passed over on the way to the first few
+    return ranked[: 4 * k], count
 
 
 def promote_count(explored: int, k: int = PROMOTE_K) -> int:
@@ -174,14 +177,12 @@ def promote(
         return None, None
     hypermodel = tuner.hypermodel
     n_subset = int(subset_args["train"].cardinality())
-    leaders = candidates(tuner, say=say)
+    leaders, count = candidates(tuner, say=say)
     # Each candidate's share is a PROMOTE_K-th of the phase, so where fewer are judged the
-    # final refit gets the rest; where that share fits MIN_EPOCHS for fewer than 2 of them (a
-    # short budget: a 5-minute folder search), the phase is split among the leaders instead.
-    for share in sorted(
-        {schedule.promote_s / PROMOTE_K, schedule.promote_s / max(len(leaders), 1)}
-    ):
-        fit = _fitting(hypermodel, leaders, share, schedule, cost, fit_args, n_subset, tta)
+    # final refit gets the rest; where that share fits MIN_EPOCHS for fewer than 2 of the
+    # leaders (a short budget: a 5-minute folder search), the phase is split among `count`.
+    for share in sorted({schedule.promote_s / PROMOTE_K, schedule.promote_s / count}):
+        fit = _fitting(hypermodel, leaders, count, share, schedule, cost, fit_args, n_subset, tta)
         if len(fit) >= 2:
             break
     if len(fit) < 2:
@@ -268,16 +269,19 @@ def promote(
     return best, phase
 
 
-def _fitting(hypermodel, leaders, share: float, schedule: BudgetSchedule, cost: CostModel,
-             fit_args, n_subset: int, tta: str) -> list[tuple]:  # fmt: skip
-    """The leaders that fit MIN_EPOCHS on the subset in `share` seconds beside their validation,
-    each as (trial, model, batch, planned epochs, judging seconds, least seconds)."""
+def _fitting(hypermodel, leaders, count: int, share: float, schedule: BudgetSchedule,
+             cost: CostModel, fit_args, n_subset: int, tta: str) -> list[tuple]:  # fmt: skip
+    """The first `count` leaders that fit MIN_EPOCHS on the subset in `share` seconds beside
+    their validation (a dearer one is passed over, as it could not be judged at the refit's
+    fidelity), each as (trial, model, batch, planned epochs, judging seconds, least seconds)."""
     from automl_app.models.cost import forward_macs
 
     n_train = schedule.n_train
-    refit_s = max(schedule.refit_deadline().remaining() - share * len(leaders), 0.0)
-    fit = []
+    refit_s = max(schedule.refit_deadline().remaining() - share * count, 0.0)
+    fit: list[tuple] = []
     for trial in leaders:
+        if len(fit) == count:
+            break
         batch = int(trial.hyperparameters.values.get("batch_size") or 32)
         model = hypermodel.build(trial.hyperparameters.copy())
         macs = forward_macs(model)

@@ -54,3 +54,39 @@ def test_the_better_half_is_promoted_two_to_promote_k():
 
     assert [promote_count(n) for n in (1, 2, 3, 4, 5, 6, 7, 20)] == [2, 2, 2, 2, 2, 3, 3, 3]
     assert PROMOTE_K == 3 and promote_count(20, k=5) == 5
+
+
+def test_a_leader_too_dear_to_judge_gives_its_place_to_the_next():
+    # promote judges the first `count` leaders that fit 2 epochs in their share: the explore
+    # phase's winner, 10x dearer, is passed over (at 5 minutes on a photo folder it was, and the
+    # phase was skipped when the leaders were cut to 2 before this check)
+    import numpy as np
+
+    from automl_app.engines.kerastuner.promote import MIN_EPOCHS, _fitting
+    from automl_app.engines.kerastuner.schedule import BudgetSchedule
+    from automl_app.tuning.budget import Deadline
+
+    class Cost:
+        def epoch_seconds(self, macs, batch, n, n_val, key=None):
+            return 20.0 if key == "003" else 2.0
+
+        def val_seconds(self, macs, n):
+            return 0.01
+
+    class Hypermodel:
+        def build(self, hp):
+            import keras
+
+            inputs = keras.Input((4,))
+            return keras.Model(inputs, keras.layers.Dense(2)(inputs))
+
+    leaders = [_trial("003", 0.40), _trial("002", 0.35, conv_blocks=3), _trial("000", 0.34)]
+    schedule = BudgetSchedule(
+        deadline=Deadline.after(300), explore=Deadline.after(1), reserve_s=20, subset=None,
+        n_train=100, promote_s=30,
+    )  # fmt: skip
+    fit_args = {"val": np.zeros((10, 4)), "y_val": np.zeros(10)}
+    share = 30 / 3  # 2 epochs of 003 take 40 s
+    fit = _fitting(Hypermodel(), leaders, 2, share, schedule, Cost(), fit_args, 100, "none")
+    assert [f[0].trial_id for f in fit] == ["002", "000"]
+    assert all(f[3] >= MIN_EPOCHS for f in fit)
